@@ -1,0 +1,1 @@
+"""Collects tickets from ticket systems into a normalised, always-current local copy."""

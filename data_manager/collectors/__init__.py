@@ -1,0 +1,1 @@
+"""Collectors turn upstream records into resources and persist them."""

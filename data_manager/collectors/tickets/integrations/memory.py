@@ -1,0 +1,121 @@
+"""The in-memory ticket system: an `InMemoryBackend` behind the full integration interface.
+
+For tests and prototypes: it has webhooks (a small signed JSON payload), listing and fetching like
+a real system, so the whole pipeline can run without any external server. Backends are looked up
+by name within the process, so the config names which one (`store: default`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from marshmallow import fields
+
+from data_manager.collectors.tickets.errors import TicketGone, TicketNotFound, WebhookPayloadError
+from data_manager.collectors.tickets.integration import (
+    EventAction,
+    IntegrationConfigSchema,
+    TicketEvent,
+    TicketIntegration,
+    TicketRef,
+    TicketSnapshot,
+    WebhookRequest,
+    verify_hmac_signature,
+)
+from data_manager.collectors.tickets.memory_backend import InMemoryBackend
+from data_manager.collectors.tickets.model import Comment, TicketData
+
+SIGNATURE_HEADER = "X-Signature-256"
+_ACTIONS = {"created": EventAction.UPSERT, "updated": EventAction.UPSERT, "deleted": EventAction.DELETE}
+
+_stores: dict[str, InMemoryBackend] = {}
+_stores_lock = threading.Lock()
+
+
+def named_store(name: str) -> InMemoryBackend:
+    """The process-wide backend called `name`, created on first use."""
+    with _stores_lock:
+        return _stores.setdefault(name, InMemoryBackend())
+
+
+def reset_stores() -> None:
+    with _stores_lock:
+        _stores.clear()
+
+
+class InMemoryConfigSchema(IntegrationConfigSchema):
+    store = fields.String(load_default="default")
+
+
+class InMemoryTickets(TicketIntegration):
+    """An integration over an `InMemoryBackend`; also a `TicketBackend` for the `Ticket` facade."""
+
+    system: ClassVar[str] = "memory"
+    config_schema = InMemoryConfigSchema
+
+    def __init__(self, backend: InMemoryBackend | None = None, *, webhook_secret: str | None = None) -> None:
+        self.backend = backend if backend is not None else InMemoryBackend()
+        self.webhook_secret = webhook_secret
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InMemoryTickets:
+        integration = cls(named_store(config.get("store", "default")))
+        integration.apply_common_config(config)
+        return integration
+
+    # -- TicketIntegration -----------------------------------------------------------------------
+    def fetch(self, ticket_id: str) -> TicketSnapshot:
+        try:
+            data, comments = self.backend.read(ticket_id)
+            created_at, updated_at = self.backend.times(ticket_id)
+        except TicketNotFound:
+            raise TicketGone(ticket_id, "the in-memory backend") from None
+        return TicketSnapshot(
+            ticket_id=ticket_id,
+            data=data,
+            comments=tuple(comments),
+            url=f"memory://tickets/{ticket_id}",
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+
+    def iter_changed(self, since: datetime | None) -> Iterator[TicketRef]:
+        for ticket_id, updated_at in self.backend.ids_changed_since(since):
+            yield TicketRef(ticket_id, updated_at)
+
+    def verify_webhook(self, request: WebhookRequest, secret: str) -> None:
+        verify_hmac_signature(request.headers.get(SIGNATURE_HEADER), request.body, secret, header_name=SIGNATURE_HEADER)
+
+    def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
+        """`{"ticket_id": "T000001", "action": "created|updated|deleted", "delivery_id": "..."}`."""
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise WebhookPayloadError("body must be a JSON object")
+        ticket_id = payload.get("ticket_id")
+        if not isinstance(ticket_id, str) or not ticket_id.strip():
+            raise WebhookPayloadError("'ticket_id' must be a non-empty string")
+        action = payload.get("action", "updated")
+        if action not in _ACTIONS:
+            return []  # an event kind we do not act on: acknowledged, ignored
+        delivery = payload.get("delivery_id")
+        return [TicketEvent(ticket_id.strip(), _ACTIONS[action], str(delivery) if delivery is not None else None)]
+
+    # -- TicketBackend ---------------------------------------------------------------------------
+    def create(self, data: TicketData) -> str:
+        return self.backend.create(data)
+
+    def read(self, ticket_id: str) -> tuple[TicketData, list[Comment]]:
+        return self.backend.read(ticket_id)
+
+    def update(self, ticket_id: str, fields: Mapping[str, Any]) -> None:
+        self.backend.update(ticket_id, fields)
+
+    def add_comment(self, ticket_id: str, comment: Comment) -> None:
+        self.backend.add_comment(ticket_id, comment)

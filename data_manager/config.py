@@ -1,0 +1,212 @@
+"""Load and validate `config.yaml`: `${VAR}` / `${VAR:-default}` substitution, env overrides, marshmallow.
+
+Every error names the key path (e.g. `data_manager.sources.tickets.jira.api_token`) and, for a
+missing environment variable, the variable. A disabled system is not validated beyond its shape,
+so its unset secrets are no error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from data_manager.collectors.tickets.errors import ConfigError
+from data_manager.collectors.tickets.integration import integration_class
+
+DEFAULT_CONFIG_PATH = "config.yaml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+SOURCES_PATH = "data_manager.sources.tickets"
+
+
+def substitute_env(value: Any, key_path: str, env: Mapping[str, str]) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in strings, recursively; a missing VAR is a ConfigError."""
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set", key_path)
+
+        return _VAR.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {k: substitute_env(v, f"{key_path}.{k}", env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_env(v, f"{key_path}[{i}]", env) for i, v in enumerate(value)]
+    return value
+
+
+def env_override_name(system: str, key: str) -> str:
+    """`TICKETS_<SYSTEM>_<KEY>`: e.g. TICKETS_JIRA_API_TOKEN overrides sources.tickets.jira.api_token."""
+    return f"TICKETS_{system}_{key}".upper()
+
+
+class RedisSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    url = fields.String(load_default="redis://localhost:6379/0")
+    key_prefix = fields.String(load_default="tickets")
+    socket_timeout = fields.Float(load_default=1.0, validate=validate.Range(min=0.05, max=60))
+
+
+class ResyncSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    # Periodic incremental resync run by the worker's scheduler; 0 turns it off.
+    interval_minutes = fields.Integer(load_default=0, validate=validate.Range(min=0, max=7 * 24 * 60))
+
+
+class WebhooksSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    max_body_bytes = fields.Integer(load_default=1_048_576, validate=validate.Range(min=1024, max=64 * 1_048_576))
+
+
+@dataclass
+class AppConfig:
+    """The validated configuration the service runs with."""
+
+    data_path: Path
+    sources: dict[str, dict[str, Any]]  # system -> validated mapping (enabled ones fully validated)
+    redis: dict[str, Any] = field(default_factory=dict)
+    resync: dict[str, Any] = field(default_factory=dict)
+    webhooks: dict[str, Any] = field(default_factory=dict)
+    source_path: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def enabled_systems(self) -> list[str]:
+        return sorted(name for name, cfg in self.sources.items() if cfg.get("enabled"))
+
+    def data_manager(self) -> dict[str, Any]:
+        """The `data_manager` mapping `TicketManager` takes."""
+        return {"data_path": str(self.data_path), "sources": {"tickets": self.sources}}
+
+    def redacted_sources(self) -> dict[str, dict[str, Any]]:
+        """Sources with every secret value replaced, for display."""
+        shown: dict[str, dict[str, Any]] = {}
+        for system, cfg in self.sources.items():
+            secrets = integration_class(system).secret_keys
+            shown[system] = {k: ("***" if k in secrets and v else v) for k, v in cfg.items()}
+        return shown
+
+
+def _as_mapping(value: Any, key_path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"must be a mapping, not {type(value).__name__}", key_path)
+    return dict(value)
+
+
+def _first_error(messages: Any, key_path: str) -> ConfigError:
+    """Flatten marshmallow's nested messages into one error that names the full key path."""
+    if isinstance(messages, Mapping):
+        key, inner = next(iter(messages.items()))
+        return _first_error(inner, f"{key_path}.{key}")
+    if isinstance(messages, list) and messages:
+        return ConfigError(str(messages[0]).rstrip("."), key_path)
+    return ConfigError(str(messages), key_path)
+
+
+def _load_schema(schema: Schema, raw: Mapping[str, Any], key_path: str) -> dict[str, Any]:
+    try:
+        return dict(schema.load(raw))
+    except ValidationError as exc:
+        raise _first_error(exc.messages, key_path) from None
+
+
+def _is_enabled(raw: Mapping[str, Any], key_path: str, env: Mapping[str, str]) -> bool:
+    value = substitute_env(raw.get("enabled", False), f"{key_path}.enabled", env)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "yes", "on", "1", "false", "no", "off", "0", ""}:
+        return value.strip().lower() in {"true", "yes", "on", "1"}
+    raise ConfigError(f"must be true or false, not {value!r}", f"{key_path}.enabled")
+
+
+def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: str = "") -> AppConfig:
+    """Validate an already-parsed YAML document."""
+    env = dict(os.environ if env is None else env)
+    root = _as_mapping(raw, "<root>")
+    dm = _as_mapping(root.get("data_manager"), "data_manager")
+    data_path = env.get("DATA_PATH") or substitute_env(dm.get("data_path", "./data"), "data_manager.data_path", env)
+    if not isinstance(data_path, str) or not data_path.strip():
+        raise ConfigError("must be a non-empty path", "data_manager.data_path")
+    sources_raw = _as_mapping(_as_mapping(dm.get("sources"), "data_manager.sources").get("tickets"), SOURCES_PATH)
+
+    sources: dict[str, dict[str, Any]] = {}
+    warnings: list[str] = []
+    for system, system_raw in sources_raw.items():
+        key_path = f"{SOURCES_PATH}.{system}"
+        cls = integration_class(str(system), key_path)
+        system_raw = _as_mapping(system_raw, key_path)
+        if not _is_enabled(system_raw, key_path, env):
+            sources[system] = {"enabled": False}
+            continue
+        for key in list(cls.config_schema().fields):
+            override = env.get(env_override_name(system, key))
+            if override:
+                system_raw[key] = override
+        resolved = substitute_env(system_raw, key_path, env)
+        resolved["enabled"] = True
+        sources[system] = _load_schema(cls.config_schema(), resolved, key_path)
+        if not sources[system].get("webhook_secret") and not sources[system].get("webhook_unauthenticated"):
+            warnings.append(
+                f"{key_path}.webhook_secret is not set: webhooks for {system} will be rejected (401) "
+                f"until it is, or until webhook_unauthenticated: true says so on purpose"
+            )
+        elif sources[system].get("webhook_unauthenticated") and not sources[system].get("webhook_secret"):
+            warnings.append(f"{key_path}: webhooks are accepted WITHOUT authentication (webhook_unauthenticated: true)")
+
+    redis_raw = substitute_env(_as_mapping(root.get("redis"), "redis"), "redis", env)
+    if env.get("REDIS_URL"):
+        redis_raw["url"] = env["REDIS_URL"]
+    redis_cfg = _load_schema(RedisSchema(), redis_raw, "redis")
+    resync_cfg = _load_schema(ResyncSchema(), substitute_env(_as_mapping(root.get("resync"), "resync"), "resync", env), "resync")
+    webhooks_cfg = _load_schema(
+        WebhooksSchema(), substitute_env(_as_mapping(root.get("webhooks"), "webhooks"), "webhooks", env), "webhooks"
+    )
+    return AppConfig(
+        data_path=Path(data_path).expanduser(),
+        sources=sources,
+        redis=redis_cfg,
+        resync=resync_cfg,
+        webhooks=webhooks_cfg,
+        source_path=source_path,
+        warnings=warnings,
+    )
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """`--config PATH`, else `TICKETS_CONFIG`, else ./config.yaml."""
+    env = os.environ if env is None else env
+    return Path(explicit or env.get("TICKETS_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Read and validate the config file; a missing file is an error naming the path."""
+    resolved = config_path(path, env)
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {resolved} does not exist (set --config or TICKETS_CONFIG)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {resolved}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{resolved} is not valid YAML: {exc}") from None
+    return parse_config(raw, env, source_path=str(resolved))
