@@ -1,0 +1,274 @@
+"""`PersistenceService`: stores resources as files plus a catalog, idempotently, atomically and in order.
+
+- Idempotent: identical content and metadata → nothing is written at all.
+- Atomic: each file is written to a temp file, fsynced and renamed; a reader never sees a torn file.
+- Ordered: a snapshot whose upstream update time is older than the stored one never overwrites it,
+  even with many worker processes writing at once (the catalog's write lock serialises them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data_manager.collectors.catalog import Catalog, CatalogEntry, entry_from_row
+from data_manager.collectors.resource_base import BaseResource
+from data_manager.collectors.tickets.model import parse_datetime
+from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
+
+TICKETS_DIR = "tickets"
+CATALOG_FILE = "catalog.sqlite3"
+META_SUFFIX = ".meta.yaml"
+
+
+class PersistenceError(Exception):
+    """Storing or reading a resource failed; the message names the resource and the path."""
+
+
+class UpsertOutcome(str, Enum):
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"  # identical content and metadata were already stored
+    STALE = "stale"  # the stored copy is newer upstream; kept
+
+
+@dataclass(frozen=True)
+class StoredTicket:
+    entry: CatalogEntry
+    content: str
+    metadata: dict[str, Any]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def metadata_yaml(resource: BaseResource) -> str:
+    metadata = resource.get_metadata()
+    if metadata is None:
+        return ""
+    return yaml.safe_dump(metadata.as_dict(), sort_keys=True, allow_unicode=True, default_flow_style=False)
+
+
+def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
+    """Write `text` to `path` via a temp file in the same directory and a rename."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with _suppress_os_error():
+            os.unlink(tmp_name)
+        raise
+
+
+class _suppress_os_error:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return exc_type is not None and issubclass(exc_type, OSError)
+
+
+class PersistenceService:
+    """Ticket files under `<data_path>/tickets/` plus the SQLite catalog `<data_path>/catalog.sqlite3`."""
+
+    def __init__(self, data_path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.data_path = Path(data_path)
+        self.tickets_dir = self.data_path / TICKETS_DIR
+        self.fsync = fsync
+        try:
+            self.tickets_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PersistenceError(f"cannot create data directory {self.tickets_dir}: {exc.strerror}") from None
+        self.catalog = Catalog(self.data_path / CATALOG_FILE)
+
+    def __repr__(self) -> str:
+        return f"PersistenceService({str(self.data_path)!r})"
+
+    # -- the seed's API ----------------------------------------------------------------------------
+    def persist_resource(self, resource: BaseResource, target_dir: str | os.PathLike[str]) -> Path:
+        """Write a resource's content and metadata into `target_dir` (no catalog); returns the content path."""
+        directory = Path(target_dir)
+        path = directory / resource.get_filename()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, resource.get_content(), fsync=self.fsync)
+            meta = metadata_yaml(resource)
+            if meta:
+                atomic_write(path.with_name(path.name + META_SUFFIX), meta, fsync=self.fsync)
+        except OSError as exc:
+            raise PersistenceError(f"cannot write resource {resource.get_hash()} to {path}: {exc.strerror}") from None
+        return path
+
+    # -- the service's API -------------------------------------------------------------------------
+    def content_path(self, hash_: str) -> Path:
+        return self.tickets_dir / f"{hash_}.txt"
+
+    def metadata_path(self, hash_: str) -> Path:
+        return self.tickets_dir / f"{hash_}.txt{META_SUFFIX}"
+
+    def upsert(self, resource: TicketResource, *, updated_at: datetime | str | None = None) -> UpsertOutcome:
+        """Store the resource unless an identical or newer copy is already stored."""
+        hash_ = resource.get_hash()
+        content = resource.get_content()
+        meta = metadata_yaml(resource)
+        content_digest, metadata_digest = _digest(content), _digest(meta)
+        when = parse_datetime(updated_at if updated_at is not None else resource.metadata.get("updated_at") or None)
+        updated_ts = when.timestamp() if when else None
+        content_path = self.content_path(hash_)
+        try:
+            with self.catalog.write() as conn:
+                row = conn.execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
+                if row is not None:
+                    if (row["source"], row["ticket_id"]) != (resource.source_type, str(resource.ticket_id)):
+                        raise PersistenceError(
+                            f"resource {resource.source_type}:{resource.ticket_id} maps to {content_path}, which already "
+                            f"holds {row['source']}:{row['ticket_id']}; refusing to overwrite"
+                        )
+                    if updated_ts is not None and row["updated_ts"] is not None and updated_ts < row["updated_ts"]:
+                        return UpsertOutcome.STALE
+                    if (
+                        row["content_digest"] == content_digest
+                        and row["metadata_digest"] == metadata_digest
+                        and content_path.exists()
+                        and (not meta or self.metadata_path(hash_).exists())
+                    ):
+                        return UpsertOutcome.UNCHANGED
+                atomic_write(content_path, content, fsync=self.fsync)
+                if meta:
+                    atomic_write(self.metadata_path(hash_), meta, fsync=self.fsync)
+                conn.execute(
+                    """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
+                                            metadata_digest, written_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(hash) DO UPDATE SET updated_at = excluded.updated_at,
+                           updated_ts = excluded.updated_ts, content_digest = excluded.content_digest,
+                           metadata_digest = excluded.metadata_digest, written_at = excluded.written_at""",
+                    (
+                        hash_,
+                        resource.source_type,
+                        str(resource.ticket_id),
+                        when.isoformat() if when else "",
+                        updated_ts,
+                        content_digest,
+                        metadata_digest,
+                        _now(),
+                    ),
+                )
+        except OSError as exc:
+            raise PersistenceError(
+                f"cannot store {resource.source_type}:{resource.ticket_id} at {content_path}: {exc.strerror or exc}"
+            ) from None
+        return UpsertOutcome.WRITTEN
+
+    def delete(self, source_type: str, ticket_id: str) -> bool:
+        """Remove a ticket's files and catalog entry; False when nothing was stored."""
+        hash_ = resource_hash(source_type, str(ticket_id))
+        with self.catalog.write() as conn:
+            row = conn.execute(
+                "SELECT hash FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
+            ).fetchone()
+            if row is not None:
+                hash_ = row["hash"]
+            existed = row is not None
+            for path in (self.content_path(hash_), self.metadata_path(hash_)):
+                try:
+                    path.unlink()
+                    existed = True
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise PersistenceError(f"cannot delete {source_type}:{ticket_id} at {path}: {exc.strerror}") from None
+            conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
+        return existed
+
+    def get(self, source_type: str, ticket_id: str) -> StoredTicket | None:
+        row = self.catalog.read().execute(
+            "SELECT * FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
+        ).fetchone()
+        return self._load(entry_from_row(row)) if row is not None else None
+
+    def get_by_hash(self, hash_: str) -> StoredTicket | None:
+        row = self.catalog.read().execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
+        return self._load(entry_from_row(row)) if row is not None else None
+
+    def list_entries(self, source_type: str | None = None) -> list[CatalogEntry]:
+        if source_type is None:
+            rows = self.catalog.read().execute("SELECT * FROM tickets ORDER BY hash").fetchall()
+        else:
+            rows = self.catalog.read().execute(
+                "SELECT * FROM tickets WHERE source = ? ORDER BY hash", (source_type,)
+            ).fetchall()
+        return [entry_from_row(row) for row in rows]
+
+    def iter_entries(self, source_type: str | None = None) -> Iterator[CatalogEntry]:
+        yield from self.list_entries(source_type)
+
+    def ticket_ids(self, source_type: str) -> set[str]:
+        rows = self.catalog.read().execute("SELECT ticket_id FROM tickets WHERE source = ?", (source_type,)).fetchall()
+        return {row["ticket_id"] for row in rows}
+
+    def count(self, source_type: str | None = None) -> int:
+        if source_type is None:
+            return int(self.catalog.read().execute("SELECT COUNT(*) FROM tickets").fetchone()[0])
+        return int(self.catalog.read().execute("SELECT COUNT(*) FROM tickets WHERE source = ?", (source_type,)).fetchone()[0])
+
+    # -- sync state --------------------------------------------------------------------------------
+    def get_cursor(self, system: str) -> datetime | None:
+        row = self.catalog.read().execute("SELECT cursor FROM cursors WHERE system = ?", (system,)).fetchone()
+        return parse_datetime(row["cursor"]) if row else None
+
+    def set_cursor(self, system: str, when: datetime) -> None:
+        value = parse_datetime(when)
+        assert value is not None
+        with self.catalog.write() as conn:
+            conn.execute(
+                "INSERT INTO cursors (system, cursor) VALUES (?, ?) ON CONFLICT(system) DO UPDATE SET cursor = excluded.cursor",
+                (system, value.isoformat()),
+            )
+
+    def record_resync(self, system: str, summary: dict[str, Any]) -> None:
+        with self.catalog.write() as conn:
+            conn.execute(
+                """INSERT INTO resyncs (system, finished_at, summary) VALUES (?, ?, ?)
+                   ON CONFLICT(system) DO UPDATE SET finished_at = excluded.finished_at, summary = excluded.summary""",
+                (system, _now(), json.dumps(summary, sort_keys=True, default=str)),
+            )
+
+    def last_resync(self, system: str) -> dict[str, Any] | None:
+        row = self.catalog.read().execute("SELECT finished_at, summary FROM resyncs WHERE system = ?", (system,)).fetchone()
+        if row is None:
+            return None
+        return {"finished_at": row["finished_at"], **json.loads(row["summary"])}
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _load(self, entry: CatalogEntry) -> StoredTicket:
+        path = self.content_path(entry.hash)
+        try:
+            content = path.read_text(encoding="utf-8")
+            meta_path = self.metadata_path(entry.hash)
+            metadata = yaml.safe_load(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        except OSError as exc:
+            raise PersistenceError(f"cannot read {entry.source}:{entry.ticket_id} at {path}: {exc.strerror}") from None
+        return StoredTicket(entry=entry, content=content, metadata=metadata or {})
