@@ -201,3 +201,18 @@ def test_concurrent_writers_in_separate_processes_keep_the_newest(tmp_path: Path
         assert stored is not None
         assert stored.content == f"{ticket} at minute {minute}"
         assert stored.entry.updated_at == (T0 + timedelta(minutes=minute)).isoformat()
+
+
+def test_a_forked_child_opens_its_own_catalog_connection(store: PersistenceService) -> None:
+    store.upsert(resource("parent", T0))  # the parent now holds an open connection
+    pid = os.fork()
+    if pid == 0:  # child: must be able to write through the same service object
+        code = 0
+        try:
+            assert store.upsert(resource("child", T0 + timedelta(minutes=1))) is UpsertOutcome.WRITTEN
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get("jira", "PROJ-7").content == "child"
