@@ -164,6 +164,11 @@ class Fault:
         return (self.method is None or self.method.upper() == method) and (self.path is None or bool(self.path.search(path)))
 
 
+def _ms(value: datetime) -> datetime:
+    """Jira keeps milliseconds."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
 def jira_time(value: datetime, zone: ZoneInfo) -> str:
     """Jira's timestamp form: `2024-05-01T10:00:00.000+0000` (no colon in the offset)."""
     local = value.astimezone(zone)
@@ -292,8 +297,8 @@ class FakeJira(_jql.FieldAccess):
 
     # -- state: changing ---------------------------------------------------------------------------
     def _touch(self) -> datetime:
-        """A fresh `updated` time: the clock, but strictly after the previous change."""
-        now = self.now()
+        """A fresh `updated` time: the clock (at Jira's millisecond precision), strictly after the previous change."""
+        now = _ms(self.now())
         if now <= self._last_change:
             now = self._last_change + timedelta(milliseconds=1)
         self._last_change = now
@@ -321,7 +326,7 @@ class FakeJira(_jql.FieldAccess):
             self._project_counters[project] = number
             key = f"{project}-{number}"
             status_id = self._status_id(status)
-            when = created or self._touch()
+            when = _ms(created) if created else self._touch()
             issue = FakeIssue(
                 id=str(self._next_issue_id),
                 key=key,
@@ -336,7 +341,7 @@ class FakeJira(_jql.FieldAccess):
                 labels=list(labels or []),
                 components=list(components or []),
                 created=when,
-                updated=updated or when,
+                updated=_ms(updated) if updated else when,
                 custom=dict(custom or {}),
             )
             if STATUSES[status_id].category == "done":
@@ -380,7 +385,7 @@ class FakeJira(_jql.FieldAccess):
     ) -> str:
         with self.lock:
             issue = self.issue(key)
-            when = created or self._touch()
+            when = _ms(created) if created else self._touch()
             comment = FakeComment(str(self._next_comment_id), author, body, when, when, visibility, jsd_public)
             self._next_comment_id += 1
             issue.comments.append(comment)
@@ -707,7 +712,8 @@ class FakeJira(_jql.FieldAccess):
             if name in all_fields:
                 result[name] = all_fields[name]()
             elif name.startswith("customfield_"):
-                result[name] = self._text(issue.custom.get(name), version) if isinstance(issue.custom.get(name), (str, dict)) else issue.custom.get(name)
+                value = issue.custom.get(name)
+                result[name] = self._text(value, version) if isinstance(value, str) or _is_adf(value) else value
         return result
 
     def _issue_json(self, issue: FakeIssue, version: str, wanted: list[str]) -> dict[str, Any]:
@@ -1283,7 +1289,7 @@ def start_fake_jira(fake: FakeJira | None = None, *, host: str = "127.0.0.1", po
     server = make_server(host, port, fake, threaded=True, request_handler=_QuietKeepAliveHandler)
     server.daemon_threads = True
     fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-jira", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-jira", daemon=True)
     thread.start()
     return RunningFakeJira(fake, server, thread)
 

@@ -668,7 +668,7 @@ class JiraTickets(TicketIntegration):
             available = ", ".join(f"'{t.get('name')}' → {(t.get('to') or {}).get('name')}" for t in transitions) or "none"
             raise PermanentError(
                 f"Jira issue {key}: no transition from status '{current_status.get('name', '?')}' leads to a "
-                f"{target.value} status (available: {available})"
+                f"status that maps to {target.value} (available: {available})"
             )
         chosen = candidates[0]
         payload: dict[str, Any] = {"transition": {"id": str(chosen.get("id"))}}
