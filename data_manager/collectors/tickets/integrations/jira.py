@@ -186,11 +186,12 @@ class JiraConfigSchema(IntegrationConfigSchema):
     """`data_manager.sources.tickets.jira`."""
 
     deployment = fields.String(load_default="cloud", validate=validate.OneOf(DEPLOYMENTS))
-    username = fields.String(load_default=None, allow_none=True)  # Cloud: the account's email
+    username = fields.String(load_default=None, allow_none=True)  # Cloud: the account's email; unused on DC (PAT)
     api_token = fields.String(load_default=None, allow_none=True)  # Cloud: API token; DC: personal access token
     jql_query = fields.String(load_default=None, allow_none=True)  # bounds every search, e.g. "project = PROJ"
     project_key = fields.String(load_default=None, allow_none=True)  # where `create` puts new issues
     issue_type = fields.String(load_default="Task")
+    # Also keep comments limited to a role/group (`visibility`) and JSM internal notes (`jsdPublic: false`).
     include_restricted_comments = fields.Boolean(load_default=False)
     jql_timezone = fields.String(load_default="UTC", validate=_valid_timezone)  # the API user's profile time zone
     page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=5000))
