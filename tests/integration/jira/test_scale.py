@@ -47,4 +47,3 @@ def test_listing_and_fetching_1000_issues_returns_everything(make_jira, deployme
         f"list {listed - started:.2f}s, fetch {finished - listed:.2f}s, total {elapsed:.2f}s, "
         f"{fake.request_count} requests ({sum(1 for r in fake.requests if '/search' in r[1])} search)"
     )
-    assert elapsed < 60
