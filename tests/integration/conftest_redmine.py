@@ -12,11 +12,13 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +146,23 @@ class RedmineAdmin:
     def create_issue(self, project: str, subject: str, **fields: Any) -> dict[str, Any]:
         return self.call("POST", "issues.json", json={"issue": {"project_id": project, "subject": subject, **fields}})["issue"]
 
-    def create_issues(self, project: str, count: int, prefix: str = "bulk", workers: int = 4) -> list[int]:
-        """Many issues quickly; Redmine serialises writes on SQLite, so a few threads are enough."""
+    def create_issues(self, project: str, count: int, prefix: str = "bulk", workers: int = 3) -> list[int]:
+        """Many issues quickly, from a few threads."""
+
+        def create(n: int) -> int:
+            for _ in range(20):
+                response = self.session.post(
+                    f"{self.server.url}/issues.json", json={"issue": {"project_id": project, "subject": f"{prefix} {n}"}}, timeout=30
+                )
+                if response.status_code == 201:
+                    return int(response.json()["issue"]["id"])
+                # SQLite lets one writer in at a time; a busy database fails the save (rolled back): try again
+                assert response.status_code == 500, f"creating issue {n} answered {response.status_code}: {response.text[:300]}"
+                time.sleep(0.05)
+            raise AssertionError(f"creating issue {n}: the database stayed busy")
+
         with ThreadPoolExecutor(workers) as pool:
-            return sorted(pool.map(lambda n: self.create_issue(project, f"{prefix} {n}")["id"], range(count)))
+            return sorted(pool.map(create, range(count)))
 
     def update_issue(self, issue_id: int, *, key: str | None = None, **fields: Any) -> None:
         self.call("PUT", f"issues/{issue_id}.json", key=key, json={"issue": fields})
@@ -187,3 +202,56 @@ def redmine_project(redmine_admin: RedmineAdmin, request: pytest.FixtureRequest)
     project = redmine_admin.create_project(prefix, custom_fields=True)
     yield project
     redmine_admin.delete_project(project["identifier"])
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str  # with the query string
+    headers: dict[str, str]
+
+
+class RecordingProxy:
+    """A loopback HTTP server that forwards every request to Redmine and remembers what it was sent.
+
+    Point the code under test at `proxy.url` to see the exact requests it makes (headers, URLs).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target.rstrip("/")
+        self.requests: list[RecordedRequest] = []
+        upstream = requests.Session()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                proxy.requests.append(RecordedRequest(self.command, self.path, dict(self.headers.items())))
+                answer = upstream.request(self.command, proxy.target + self.path, headers=headers, data=body, timeout=30)
+                self.send_response(answer.status_code)
+                for name in ("Content-Type", "Retry-After"):
+                    if name in answer.headers:
+                        self.send_header(name, answer.headers[name])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -530,6 +530,7 @@ class RedmineTickets(TicketIntegration):
         number = created.get("id")
         if not isinstance(number, int):
             raise PermanentError("POST /issues.json answered without the new issue's id")
+        self._check_applied(created, {k: v for k, v in issue.items() if k in ("subject", "description", "assigned_to_id", "custom_fields")})
         state = created.get("status") or {}
         if status_category(str(state.get("name", "")), self._is_closed(state), self.status_map) is not data.status:
             # Redmine drops an initial status the workflow does not allow; move it there in a second step.
@@ -579,10 +580,21 @@ class RedmineTickets(TicketIntegration):
         self._put(number, {"notes": comment.text}, author=comment.author)
 
     def _put(self, number: int, changes: Mapping[str, Any], author: str | None = None) -> None:
+        """Send the changes, then read the issue back: Redmine answers 204 even when it drops a change."""
         try:
             self.client.request("PUT", f"issues/{number}.json", json={"issue": dict(changes)}, headers=self._write_headers(author))
         except NotFoundError:
             raise TicketGone(str(number), f"Redmine at {self.base_url}") from None
+        self._check_applied(self._get_issue(number, "journals"), changes)
+
+    def _check_applied(self, issue: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
+        """Raise if Redmine silently ignored part of a write (no permission, workflow, read-only field)."""
+        ignored = [_MODEL_NAMES.get(name, name) for name, value in changes.items() if not _applied(issue, name, value)]
+        if ignored:
+            raise PermanentError(
+                f"Redmine accepted the change to issue #{issue.get('id')} but did not apply {', '.join(ignored)}: "
+                f"the API user may lack the permission (e.g. edit_issues), or the workflow or field permissions forbid it"
+            )
 
     def _write_headers(self, author: str | None) -> dict[str, str]:
         headers = {SKIP_WEBHOOKS_HEADER: "true"}
@@ -740,6 +752,40 @@ class RedmineTickets(TicketIntegration):
 
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         return parse_redmine_webhook(request.body)
+
+
+_MODEL_NAMES = {"subject": "title", "status_id": "status", "assigned_to_id": "assignee", "notes": "comment"}
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, list):
+        return sorted(_comparable(v) for v in value)
+    if isinstance(value, bool):
+        return "1" if value else "0"  # how Redmine stores boolean custom fields
+    return _text(value).strip() if value is not None else ""
+
+
+def _same(sent: Any, stored: Any) -> bool:
+    if isinstance(sent, list) or isinstance(stored, list):  # multi-value fields: a scalar is a one-item list
+        as_list = lambda v: v if isinstance(v, list) else ([] if v in (None, "") else [v])  # noqa: E731
+        return _comparable(as_list(sent)) == _comparable(as_list(stored))
+    return _comparable(sent) == _comparable(stored)
+
+
+def _applied(issue: Mapping[str, Any], name: str, value: Any) -> bool:
+    """Whether the issue as read back shows the change `name=value` that was sent."""
+    if name == "status_id":
+        return (issue.get("status") or {}).get("id") == value
+    if name == "assigned_to_id":
+        return (issue.get("assigned_to") or {}).get("id", "") == value
+    if name in ("subject", "description"):
+        return _same(value, issue.get(name))
+    if name == "notes":
+        return any(_same(value, j.get("notes")) for j in issue.get("journals") or [])
+    if name == "custom_fields":
+        current = {cf.get("id"): cf.get("value") for cf in issue.get("custom_fields") or []}
+        return all(_same(cf["value"], current.get(cf["id"])) for cf in value)
+    return True
 
 
 def _full_name(user: Mapping[str, Any]) -> str:
