@@ -4,7 +4,8 @@ The server is shared with other work, so nothing here resets it: each test modul
 project with a unique identifier (and deletes it afterwards), and its own users. Setup goes through the
 admin REST API with plain `requests`, never through the code under test.
 
-Import the fixtures you use into the test module: `from tests.integration.conftest_redmine import ...`.
+Test modules load it with `pytest_plugins = ("tests.integration.conftest_redmine",)` and import from it only
+for type hints, so pytest can rewrite the asserts in here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +52,7 @@ class RedmineServer:
 
 
 @functools.cache
-def _locate_server() -> RedmineServer | str:
+def locate_server() -> RedmineServer | str:
     """The server from REDMINE_URL/REDMINE_API_KEY, else from the start script; a reason string if neither."""
     url, key = os.environ.get("REDMINE_URL"), os.environ.get("REDMINE_API_KEY")
     if url and key:
@@ -82,13 +83,27 @@ class RedmineAdmin:
         self.session = requests.Session()
         self.session.headers["X-Redmine-API-Key"] = server.api_key
 
-    def call(self, method: str, path: str, *, key: str | None = None, expect: tuple[int, ...] = (200, 201, 204), **kwargs: Any) -> Any:
+    def call(
+        self, method: str, path: str, *, key: str | None = None, expect: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+    ) -> Any:
         headers = kwargs.pop("headers", {})
         if key is not None:
             headers["X-Redmine-API-Key"] = key
-        response = self.session.request(method, f"{self.server.url}/{path.lstrip('/')}", headers=headers, timeout=30, **kwargs)
+        for _ in range(40):
+            response = self.session.request(
+                method, f"{self.server.url}/{path.lstrip('/')}", headers=headers, timeout=30, **kwargs
+            )
+            # SQLite lets one writer in at a time; Redmine answers 500 for a save that found the database
+            # busy (and rolled it back), so setup from several threads tries again.
+            if response.status_code != 500 or 500 in expect:
+                break
+            time.sleep(0.05)
         assert response.status_code in expect, f"{method} {path} answered {response.status_code}: {response.text[:300]}"
-        return response.json() if response.content and response.headers.get("Content-Type", "").startswith("application/json") else None
+        return (
+            response.json()
+            if response.content and response.headers.get("Content-Type", "").startswith("application/json")
+            else None
+        )
 
     # -- projects, users, memberships ----------------------------------------------------------
     def create_project(self, prefix: str, *, parent_id: int | None = None, custom_fields: bool = False) -> dict[str, Any]:
@@ -108,13 +123,17 @@ class RedmineAdmin:
         if len(found) < len(CUSTOM_FIELD_NAMES):
             subprocess.run(
                 ["bundle", "exec", "rails", "runner", "-e", "production", CUSTOM_FIELDS_RUBY],
-                cwd=REDMINE_APP, check=True, capture_output=True, timeout=300,
+                cwd=REDMINE_APP,
+                check=True,
+                capture_output=True,
+                timeout=300,
             )
             found = [cf for cf in self.call("GET", "custom_fields.json")["custom_fields"] if cf["name"] in CUSTOM_FIELD_NAMES]
         return found
 
-    def create_user(self, prefix: str, *, firstname: str = "Test", lastname: str | None = None,
-                    comments_sorting: str | None = None) -> dict[str, Any]:
+    def create_user(
+        self, prefix: str, *, firstname: str = "Test", lastname: str | None = None, comments_sorting: str | None = None
+    ) -> dict[str, Any]:
         login = unique(prefix)
         body: dict[str, Any] = {
             "user": {
@@ -139,8 +158,11 @@ class RedmineAdmin:
         return next(r["id"] for r in self.call("GET", "roles.json")["roles"] if r["name"] == name)
 
     def add_member(self, project: str, user_id: int, role: str) -> None:
-        self.call("POST", f"projects/{project}/memberships.json",
-                  json={"membership": {"user_id": user_id, "role_ids": [self.role_id(role)]}})
+        self.call(
+            "POST",
+            f"projects/{project}/memberships.json",
+            json={"membership": {"user_id": user_id, "role_ids": [self.role_id(role)]}},
+        )
 
     # -- issues ----------------------------------------------------------------------------
     def create_issue(self, project: str, subject: str, **fields: Any) -> dict[str, Any]:
@@ -148,21 +170,8 @@ class RedmineAdmin:
 
     def create_issues(self, project: str, count: int, prefix: str = "bulk", workers: int = 3) -> list[int]:
         """Many issues quickly, from a few threads."""
-
-        def create(n: int) -> int:
-            for _ in range(20):
-                response = self.session.post(
-                    f"{self.server.url}/issues.json", json={"issue": {"project_id": project, "subject": f"{prefix} {n}"}}, timeout=30
-                )
-                if response.status_code == 201:
-                    return int(response.json()["issue"]["id"])
-                # SQLite lets one writer in at a time; a busy database fails the save (rolled back): try again
-                assert response.status_code == 500, f"creating issue {n} answered {response.status_code}: {response.text[:300]}"
-                time.sleep(0.05)
-            raise AssertionError(f"creating issue {n}: the database stayed busy")
-
         with ThreadPoolExecutor(workers) as pool:
-            return sorted(pool.map(create, range(count)))
+            return sorted(pool.map(lambda n: int(self.create_issue(project, f"{prefix} {n}")["id"]), range(count)))
 
     def update_issue(self, issue_id: int, *, key: str | None = None, **fields: Any) -> None:
         self.call("PUT", f"issues/{issue_id}.json", key=key, json={"issue": fields})
@@ -184,7 +193,7 @@ def wait_for_next_second() -> None:
 
 @pytest.fixture(scope="session")
 def redmine_server() -> RedmineServer:
-    found = _locate_server()
+    found = locate_server()
     if isinstance(found, str):
         pytest.skip(found)
     return found
@@ -255,3 +264,15 @@ class RecordingProxy:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def recording_proxy(redmine_server: RedmineServer) -> Iterator[RecordingProxy]:
+    """A loopback proxy in front of Redmine that records every request sent through it."""
+    with RecordingProxy(redmine_server.url) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def next_second() -> Callable[[], None]:
+    return wait_for_next_second

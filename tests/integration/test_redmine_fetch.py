@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from data_manager.collectors.tickets.errors import PermanentError, TicketGone
 from data_manager.collectors.tickets.integrations.redmine import InvalidTicketId, RedmineTickets
 from data_manager.collectors.tickets.model import Status, parse_datetime
-from tests.integration.conftest_redmine import (  # noqa: F401  (fixtures)
-    RedmineAdmin,
-    RedmineServer,
-    redmine_admin,
-    redmine_project,
-    redmine_server,
-    wait_for_next_second,
-)
+
+if TYPE_CHECKING:
+    from tests.integration.conftest_redmine import RedmineAdmin, RedmineServer
 
 pytestmark = pytest.mark.redmine
+pytest_plugins = ("tests.integration.conftest_redmine",)  # its fixtures: redmine_server, redmine_admin, redmine_project
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +38,9 @@ def people(redmine_admin: RedmineAdmin, redmine_project: dict[str, Any]) -> Iter
 
 
 @pytest.fixture(scope="module")
-def discussed_issue(redmine_admin: RedmineAdmin, redmine_project: dict[str, Any], people: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def discussed_issue(
+    redmine_admin: RedmineAdmin, redmine_project: dict[str, Any], people: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """An issue with notes by two people, a status-only change and a private note."""
     fields = {cf["name"]: cf["id"] for cf in redmine_admin.custom_fields()}
     issue = redmine_admin.create_issue(
@@ -64,7 +62,9 @@ def discussed_issue(redmine_admin: RedmineAdmin, redmine_project: dict[str, Any]
     return redmine_admin.get_issue(number)
 
 
-def integration(server: RedmineServer, project: dict[str, Any] | None = None, key: str | None = None, **options: Any) -> RedmineTickets:
+def integration(
+    server: RedmineServer, project: dict[str, Any] | None = None, key: str | None = None, **options: Any
+) -> RedmineTickets:
     return RedmineTickets(server.url, key or server.api_key, project["identifier"] if project else None, **options)
 
 
@@ -109,10 +109,14 @@ def test_notes_become_comments_in_journal_order_without_status_only_or_private_o
 
 
 def test_comment_order_ignores_the_reverse_order_preference(
-    redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any], people: dict[str, Any]
+    redmine_admin: RedmineAdmin,
+    redmine_server: RedmineServer,
+    redmine_project: dict[str, Any],
+    people: dict[str, Any],
+    next_second: Callable[[], None],
 ) -> None:
     issue = redmine_admin.create_issue(redmine_project["identifier"], "Ordering")["id"]
-    wait_for_next_second()  # notes in one second: only the journal id can order them
+    next_second()  # notes in one second: only the journal id can order them
     for text in ("one", "two", "three"):
         redmine_admin.update_issue(issue, notes=text)
     reverse_key = people["reverse"]["api_key"]
@@ -136,18 +140,27 @@ def test_comment_order_ignores_the_reverse_order_preference(
     ],
 )
 def test_private_notes(
-    redmine_server: RedmineServer, redmine_project: dict[str, Any], people: dict[str, Any], discussed_issue: dict[str, Any],
-    who: str, include_private: bool, sees_private: bool,
+    redmine_server: RedmineServer,
+    redmine_project: dict[str, Any],
+    people: dict[str, Any],
+    discussed_issue: dict[str, Any],
+    who: str,
+    include_private: bool,
+    sees_private: bool,
 ) -> None:
     key = redmine_server.api_key if who == "admin" else people[who]["api_key"]
-    snapshot = integration(redmine_server, redmine_project, key=key, include_private_notes=include_private).fetch(str(discussed_issue["id"]))
+    snapshot = integration(redmine_server, redmine_project, key=key, include_private_notes=include_private).fetch(
+        str(discussed_issue["id"])
+    )
 
     texts = [c.text for c in snapshot.comments]
     assert ("Private remark" in texts) is sees_private
     assert {"First note", "Second note, by the developer", "Third note"} <= set(texts)
 
 
-def test_deleted_issue_is_gone(redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any]) -> None:
+def test_deleted_issue_is_gone(
+    redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any]
+) -> None:
     issue = redmine_admin.create_issue(redmine_project["identifier"], "Short-lived")["id"]
     redmine = integration(redmine_server, redmine_project)
     assert redmine.fetch(str(issue)).data.title == "Short-lived"
@@ -208,7 +221,13 @@ def test_project_scope_and_subprojects(
 def test_closed_issues_are_listed_and_mapped(
     redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any]
 ) -> None:
-    expected = {"New": Status.OPEN, "Feedback": Status.OPEN, "Resolved": Status.RESOLVED, "Closed": Status.CLOSED, "Rejected": Status.CLOSED}
+    expected = {
+        "New": Status.OPEN,
+        "Feedback": Status.OPEN,
+        "Resolved": Status.RESOLVED,
+        "Closed": Status.CLOSED,
+        "Rejected": Status.CLOSED,
+    }
     ids = {}
     for name in expected:
         ids[name] = redmine_admin.create_issue(redmine_project["identifier"], f"Status {name}")["id"]
@@ -253,7 +272,9 @@ def test_wrong_api_key_fails_clearly_and_never_shows_the_key(
         assert wrong_key not in text
 
 
-def test_since_is_a_time_filter(redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any]) -> None:
+def test_since_is_a_time_filter(
+    redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any]
+) -> None:
     """Covered in depth by the listing tests; here: a future `since` lists nothing, an aware one works."""
     redmine = integration(redmine_server, redmine_project)
     assert list(redmine.iter_changed(datetime.fromisoformat("2999-01-01T00:00:00+02:00"))) == []

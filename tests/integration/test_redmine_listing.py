@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from data_manager.collectors.tickets.integrations.redmine import RedmineTickets
 from data_manager.collectors.tickets.model import parse_datetime
-from tests.integration.conftest_redmine import (  # noqa: F401  (fixtures)
-    RedmineAdmin,
-    RedmineServer,
-    redmine_admin,
-    redmine_project,
-    redmine_server,
-    wait_for_next_second,
-)
+
+if TYPE_CHECKING:
+    from tests.integration.conftest_redmine import RedmineAdmin, RedmineServer
 
 pytestmark = pytest.mark.redmine
+pytest_plugins = ("tests.integration.conftest_redmine",)  # its fixtures: redmine_server, redmine_admin, redmine_project
 
 ISSUES = 130  # more than one page of Redmine's maximum 100
 
@@ -40,11 +37,15 @@ def test_full_listing_pages_through_every_issue_once(
 
 
 def test_incremental_listing_returns_only_what_changed(
-    redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any], many_issues: list[int]
+    redmine_admin: RedmineAdmin,
+    redmine_server: RedmineServer,
+    redmine_project: dict[str, Any],
+    many_issues: list[int],
+    next_second: Callable[[], None],
 ) -> None:
     # Redmine's ">= T" is "> T - 1s" on a sub-second column: step two seconds past the bulk creation.
-    wait_for_next_second()
-    wait_for_next_second()
+    next_second()
+    next_second()
     noted, closed = many_issues[7], many_issues[120]
     redmine_admin.update_issue(noted, notes="a change")
     redmine_admin.update_issue(closed, status_id=redmine_admin.status_id("Closed"))

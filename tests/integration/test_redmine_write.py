@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from data_manager.collectors.tickets.errors import ConfigError, PermanentError, TicketNotFound
 from data_manager.collectors.tickets.integrations.redmine import RedmineTickets
 from data_manager.collectors.tickets.model import Comment, Status, Ticket, TicketData
-from tests.integration.conftest_redmine import (  # noqa: F401  (fixtures)
-    RecordingProxy,
-    RedmineAdmin,
-    RedmineServer,
-    redmine_admin,
-    redmine_project,
-    redmine_server,
-)
+
+if TYPE_CHECKING:
+    from tests.integration.conftest_redmine import RecordingProxy, RedmineAdmin, RedmineServer
 
 pytestmark = pytest.mark.redmine
+pytest_plugins = ("tests.integration.conftest_redmine",)  # its fixtures: redmine_server, redmine_admin, redmine_project
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +35,8 @@ def reporter(redmine_admin: RedmineAdmin, redmine_project: dict[str, Any]) -> It
 
 
 @pytest.fixture
-def proxy(redmine_server: RedmineServer) -> Iterator[RecordingProxy]:
-    with RecordingProxy(redmine_server.url) as recording:
-        yield recording
+def proxy(recording_proxy: RecordingProxy) -> RecordingProxy:
+    return recording_proxy
 
 
 @pytest.fixture
@@ -66,7 +61,12 @@ def test_round_trip_through_the_ticket_facade(
     assert ticket.data.custom_fields == {"Customer reference": "C-1", "Environments": ["staging"]}
     assert ticket.comments == []
 
-    for status, name in [(Status.IN_PROGRESS, "In Progress"), (Status.RESOLVED, "Resolved"), (Status.CLOSED, "Closed"), (Status.OPEN, "New")]:
+    for status, name in [
+        (Status.IN_PROGRESS, "In Progress"),
+        (Status.RESOLVED, "Resolved"),
+        (Status.CLOSED, "Closed"),
+        (Status.OPEN, "New"),
+    ]:
         Ticket.update(ticket_id, status=status)
         snapshot = redmine.fetch(ticket_id)
         assert (snapshot.data.status, snapshot.status_name) == (status, name)
@@ -107,7 +107,9 @@ def test_create_in_a_closed_state_and_assign_by_login_or_id(redmine: RedmineTick
 
 
 def test_communication_lives_in_a_configured_custom_field(redmine_server: RedmineServer, redmine_project: dict[str, Any]) -> None:
-    redmine = RedmineTickets(redmine_server.url, redmine_server.api_key, redmine_project["identifier"], communication_field="Customer reference")
+    redmine = RedmineTickets(
+        redmine_server.url, redmine_server.api_key, redmine_project["identifier"], communication_field="Customer reference"
+    )
     ticket_id = redmine.create(TicketData(title="Call me", communication="phone"))
     data, _ = redmine.read(ticket_id)
     assert data.communication == "phone"
@@ -118,7 +120,11 @@ def test_communication_lives_in_a_configured_custom_field(redmine_server: Redmin
 
 
 def test_bad_writes_fail_clearly_and_change_nothing(
-    redmine: RedmineTickets, proxy: RecordingProxy, redmine_server: RedmineServer, redmine_admin: RedmineAdmin, redmine_project: dict[str, Any]
+    redmine: RedmineTickets,
+    proxy: RecordingProxy,
+    redmine_server: RedmineServer,
+    redmine_admin: RedmineAdmin,
+    redmine_project: dict[str, Any],
 ) -> None:
     issue = str(redmine_admin.create_issue(redmine_project["identifier"], "Untouchable")["id"])
     cases: list[tuple[Any, type[Exception], str]] = [
@@ -129,7 +135,11 @@ def test_bad_writes_fail_clearly_and_change_nothing(
         (lambda: redmine.update(issue, {"colour": "red"}), ValueError, "colour"),
         (lambda: redmine.add_comment(issue, Comment("me", "   ", "2024-01-01T00:00:00Z")), ValueError, "text"),
         (lambda: redmine.update("999999999", {"title": "x"}), TicketNotFound, "999999999"),
-        (lambda: RedmineTickets(redmine_server.url, redmine_server.api_key).create(TicketData(title="x")), ConfigError, "project_id"),
+        (
+            lambda: RedmineTickets(redmine_server.url, redmine_server.api_key).create(TicketData(title="x")),
+            ConfigError,
+            "project_id",
+        ),
     ]
     for call, error, mentioned in cases:
         with pytest.raises(error) as raised:

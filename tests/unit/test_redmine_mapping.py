@@ -98,7 +98,9 @@ def test_bad_issue_ids(given: Any) -> None:
 
 # -- a recorded issue, served over real HTTP --------------------------------------------------------
 def test_recorded_issue_maps_with_comments_in_journal_order(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/issues/1.json", query_string={"include": "journals"}, headers={"X-Redmine-API-Key": KEY}).respond_with_json(recorded_issue())
+    httpserver.expect_request(
+        "/issues/1.json", query_string={"include": "journals"}, headers={"X-Redmine-API-Key": KEY}
+    ).respond_with_json(recorded_issue())
     snapshot = RedmineTickets(httpserver.url_for("/"), KEY).fetch("1")
 
     # Redmine sent journals newest first (the API user prefers reverse order), all in one second
@@ -109,12 +111,20 @@ def test_recorded_issue_maps_with_comments_in_journal_order(httpserver: HTTPServ
     assert snapshot.comments[0].at == parse_datetime("2026-11-23T15:54:13Z")
     data = snapshot.data
     assert (data.title, data.description) == ("Disk full on build agent", "The agent ran out of space.\nSee logs.")
-    assert (data.status, snapshot.status_name, data.assignee, data.requester) == (Status.IN_PROGRESS, "In Progress", "Jane Doe", "Redmine Admin")
+    assert (data.status, snapshot.status_name, data.assignee, data.requester) == (
+        Status.IN_PROGRESS,
+        "In Progress",
+        "Jane Doe",
+        "Redmine Admin",
+    )
     assert data.custom_fields == {"Customer reference": "OPS-7", "Environments": ["prod"]}
     assert snapshot.url == httpserver.url_for("/issues/1")
     assert snapshot.project == "fixture"
     assert dict(snapshot.extra) == {"tracker": "Bug", "priority": "Normal", "author": "Redmine Admin", "start_date": "2026-11-23"}
-    assert (snapshot.created_at, snapshot.updated_at) == (parse_datetime("2026-11-23T15:54:12Z"), parse_datetime("2026-11-23T15:54:13Z"))
+    assert (snapshot.created_at, snapshot.updated_at) == (
+        parse_datetime("2026-11-23T15:54:12Z"),
+        parse_datetime("2026-11-23T15:54:13Z"),
+    )
 
 
 def test_private_notes_only_on_request_and_communication_from_a_custom_field(httpserver: HTTPServer) -> None:
@@ -132,7 +142,9 @@ def test_missing_is_closed_is_looked_up_in_the_status_list(httpserver: HTTPServe
     issue = recorded_issue()
     issue["issue"]["status"] = {"id": 6, "name": "Won't fix"}  # Redmine < 5 does not say is_closed
     httpserver.expect_request("/issues/1.json").respond_with_json(issue)
-    httpserver.expect_request("/issue_statuses.json").respond_with_json({"issue_statuses": [{"id": 6, "name": "Won't fix", "is_closed": True}]})
+    httpserver.expect_request("/issue_statuses.json").respond_with_json(
+        {"issue_statuses": [{"id": 6, "name": "Won't fix", "is_closed": True}]}
+    )
 
     assert RedmineTickets(httpserver.url_for("/"), KEY).fetch("1").data.status is Status.CLOSED
 
@@ -155,12 +167,12 @@ def _issue(number: int) -> dict[str, Any]:
 def test_listing_pages_by_id_and_trusts_total_count_over_page_length(httpserver: HTTPServer) -> None:
     """A server capping pages below our limit must not end the listing early."""
     httpserver.expect_request("/users/current.json").respond_with_json({"user": {"id": 1, "login": "bot"}})
-    httpserver.expect_request("/issues.json", query_string={"status_id": "*", "sort": "id", "limit": "100", "offset": "0", "issue_id": ">=1"}).respond_with_json(
-        {"issues": [_issue(n) for n in (3, 5)], "total_count": 3, "offset": 0, "limit": 2}
-    )
-    httpserver.expect_request("/issues.json", query_string={"status_id": "*", "sort": "id", "limit": "100", "offset": "0", "issue_id": ">=6"}).respond_with_json(
-        {"issues": [_issue(8)], "total_count": 1, "offset": 0, "limit": 2}
-    )
+    httpserver.expect_request(
+        "/issues.json", query_string={"status_id": "*", "sort": "id", "limit": "100", "offset": "0", "issue_id": ">=1"}
+    ).respond_with_json({"issues": [_issue(n) for n in (3, 5)], "total_count": 3, "offset": 0, "limit": 2})
+    httpserver.expect_request(
+        "/issues.json", query_string={"status_id": "*", "sort": "id", "limit": "100", "offset": "0", "issue_id": ">=6"}
+    ).respond_with_json({"issues": [_issue(8)], "total_count": 1, "offset": 0, "limit": 2})
     redmine = RedmineTickets(httpserver.url_for("/"), KEY)
 
     assert [ref.ticket_id for ref in redmine.iter_changed(None)] == ["3", "5", "8"]
@@ -169,7 +181,9 @@ def test_listing_pages_by_id_and_trusts_total_count_over_page_length(httpserver:
 
 def test_listing_refuses_a_server_that_ignores_the_id_filter(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/users/current.json").respond_with_json({"user": {"id": 1}})
-    httpserver.expect_request("/issues.json").respond_with_json({"issues": [_issue(1), _issue(2)], "total_count": 4, "offset": 0, "limit": 2})
+    httpserver.expect_request("/issues.json").respond_with_json(
+        {"issues": [_issue(1), _issue(2)], "total_count": 4, "offset": 0, "limit": 2}
+    )
     with pytest.raises(PermanentError, match="ignored the issue_id filter"):
         list(RedmineTickets(httpserver.url_for("/"), KEY).iter_changed(None))
 
@@ -178,8 +192,16 @@ def test_listing_sends_since_and_project_filters(httpserver: HTTPServer) -> None
     httpserver.expect_request("/users/current.json").respond_with_json({"user": {"id": 1}})
     httpserver.expect_request(
         "/issues.json",
-        query_string={"status_id": "*", "sort": "id", "limit": "100", "offset": "0", "issue_id": ">=1",
-                      "updated_on": ">=2026-03-04T10:11:12Z", "project_id": "ops", "subproject_id": "!*"},
+        query_string={
+            "status_id": "*",
+            "sort": "id",
+            "limit": "100",
+            "offset": "0",
+            "issue_id": ">=1",
+            "updated_on": ">=2026-03-04T10:11:12Z",
+            "project_id": "ops",
+            "subproject_id": "!*",
+        },
     ).respond_with_json({"issues": [], "total_count": 0, "offset": 0, "limit": 100})
     redmine = RedmineTickets(httpserver.url_for("/"), KEY, "ops", include_subprojects=False)
     # +02:00 with microseconds: sent as UTC, floored to the second
@@ -198,8 +220,13 @@ def test_registry_finds_the_integration() -> None:
 def test_config_loads_and_builds_an_integration() -> None:
     config = parse_config(
         redmine_config(
-            base_url="https://redmine.example.com/sub/", api_key="${RM_KEY}", project_id=12, webhook_secret="${RM_HOOK}",
-            include_private_notes="yes", status_map={"Waiting for customer": "in progress"}, tracker="Support",
+            base_url="https://redmine.example.com/sub/",
+            api_key="${RM_KEY}",
+            project_id=12,
+            webhook_secret="${RM_HOOK}",
+            include_private_notes="yes",
+            status_map={"Waiting for customer": "in progress"},
+            tracker="Support",
         ),
         env={"RM_KEY": KEY, "RM_HOOK": "hook-secret"},
     )
@@ -217,7 +244,9 @@ def test_config_loads_and_builds_an_integration() -> None:
 
 
 def test_config_env_override_for_the_key() -> None:
-    config = parse_config(redmine_config(base_url="https://r.example.com", api_key="in-file"), env={"TICKETS_REDMINE_API_KEY": KEY})
+    config = parse_config(
+        redmine_config(base_url="https://r.example.com", api_key="in-file"), env={"TICKETS_REDMINE_API_KEY": KEY}
+    )
     assert config.sources["redmine"]["api_key"] == KEY
 
 
@@ -228,7 +257,11 @@ def test_config_env_override_for_the_key() -> None:
         ({"api_key": KEY}, "redmine.base_url", "required"),
         ({"base_url": "ftp://r.example.com", "api_key": KEY}, "redmine.base_url", "URL"),
         ({"base_url": "https://r.example.com", "api_key": KEY, "project_id": "my project"}, "redmine.project_id", "identifier"),
-        ({"base_url": "https://r.example.com", "api_key": KEY, "status_map": {"Waiting": "paused"}}, "redmine.status_map", "unknown status"),
+        (
+            {"base_url": "https://r.example.com", "api_key": KEY, "status_map": {"Waiting": "paused"}},
+            "redmine.status_map",
+            "unknown status",
+        ),
     ],
 )
 def test_config_errors_name_the_key(redmine: dict[str, Any], path: str, message: str) -> None:
@@ -238,7 +271,9 @@ def test_config_errors_name_the_key(redmine: dict[str, Any], path: str, message:
 
 
 def test_disabled_redmine_needs_nothing() -> None:
-    config = parse_config({"data_manager": {"sources": {"tickets": {"redmine": {"enabled": False, "api_key": "${UNSET}"}}}}}, env={})
+    config = parse_config(
+        {"data_manager": {"sources": {"tickets": {"redmine": {"enabled": False, "api_key": "${UNSET}"}}}}}, env={}
+    )
     assert config.sources["redmine"] == {"enabled": False}
 
 

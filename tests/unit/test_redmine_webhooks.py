@@ -96,7 +96,9 @@ def test_shape_errors_name_the_field(redmine: RedmineTickets, raw: bytes, messag
 def test_native_signature_is_verified(redmine: RedmineTickets) -> None:
     raw = body("native_issue_updated.json")
     redmine.authenticate_webhook(WebhookRequest(raw, {"X-Redmine-Signature-256": signature(raw)}))
-    redmine.authenticate_webhook(WebhookRequest(raw, {"x-redmine-signature-256": signature(raw).upper().replace("SHA256", "sha256")}))
+    redmine.authenticate_webhook(
+        WebhookRequest(raw, {"x-redmine-signature-256": signature(raw).upper().replace("SHA256", "sha256")})
+    )
 
 
 @pytest.mark.parametrize(
@@ -133,7 +135,9 @@ def test_plugin_token_in_header_or_query(redmine: RedmineTickets) -> None:
         ({}, {}, "missing X-Redmine-Signature-256"),
     ],
 )
-def test_bad_or_missing_tokens_are_refused(redmine: RedmineTickets, headers: dict[str, str], query: dict[str, str], message: str) -> None:
+def test_bad_or_missing_tokens_are_refused(
+    redmine: RedmineTickets, headers: dict[str, str], query: dict[str, str], message: str
+) -> None:
     with pytest.raises(WebhookAuthError, match=message) as refused:
         redmine.authenticate_webhook(WebhookRequest(body("plugin_updated.json"), headers, query))
     assert SECRET not in str(refused.value)

@@ -50,12 +50,13 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
     PermanentError,
     TicketGone,
+    UnknownFieldError,
     WebhookAuthError,
     WebhookPayloadError,
 )
@@ -141,7 +142,9 @@ def status_category(name: str, is_closed: bool | None, overrides: Mapping[str, S
     return named or Status.OPEN
 
 
-def choose_status(wanted: Status, candidates: list[Mapping[str, Any]], overrides: Mapping[str, Status] | None = None) -> Mapping[str, Any] | None:
+def choose_status(
+    wanted: Status, candidates: list[Mapping[str, Any]], overrides: Mapping[str, Status] | None = None
+) -> Mapping[str, Any] | None:
     """The candidate status to write for `wanted`: its canonical name if offered, else the first that maps to it."""
     matching = [s for s in candidates if status_category(str(s.get("name", "")), s.get("is_closed"), overrides) is wanted]
     for status in matching:
@@ -221,21 +224,23 @@ _T = TypeVar("_T")
 
 
 class _Cached:
-    """A value that is re-read after `CACHE_SECONDS`, loaded at most once at a time."""
+    """Values re-read after `CACHE_SECONDS`; concurrent misses on one key load it once (resyncs fetch in parallel)."""
 
     def __init__(self) -> None:
         self._values: dict[Any, tuple[float, Any]] = {}
+        self._loading: dict[Any, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Any, load: Callable[[], _T]) -> _T:
         with self._lock:
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
             hit = self._values.get(key)
             if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
                 return hit[1]
-        value = load()
-        with self._lock:
+            value = load()
             self._values[key] = (time.monotonic(), value)
-        return value
+            return value
 
     def forget(self, key: Any) -> None:
         with self._lock:
@@ -336,7 +341,9 @@ class RedmineTickets(TicketIntegration):
         number = parse_issue_id(ticket_id)
         issue = self._get_issue(number, "journals")
         if not self._in_scope(issue):
-            raise TicketGone(str(number), f"Redmine project {self.project_id!r} (it is in project {_name_of(issue.get('project'))!r})")
+            raise TicketGone(
+                str(number), f"Redmine project {self.project_id!r} (it is in project {_name_of(issue.get('project'))!r})"
+            )
         return self._snapshot(issue)
 
     def _get_issue(self, number: int, include: str) -> dict[str, Any]:
@@ -492,7 +499,9 @@ class RedmineTickets(TicketIntegration):
             try:
                 body = self.client.get_json("issues.json", params=params)
             except NotFoundError:
-                raise PermanentError(f"Redmine project {self.project_id!r} does not exist or is not visible to the API user") from None
+                raise PermanentError(
+                    f"Redmine project {self.project_id!r} does not exist or is not visible to the API user"
+                ) from None
             issues = [i for i in (body or {}).get("issues") or [] if isinstance(i, Mapping) and isinstance(i.get("id"), int)]
             fresh = [i for i in issues if i["id"] >= next_id]
             for issue in sorted(fresh, key=lambda i: i["id"]):
@@ -530,7 +539,9 @@ class RedmineTickets(TicketIntegration):
         number = created.get("id")
         if not isinstance(number, int):
             raise PermanentError("POST /issues.json answered without the new issue's id")
-        self._check_applied(created, {k: v for k, v in issue.items() if k in ("subject", "description", "assigned_to_id", "custom_fields")})
+        self._check_applied(
+            created, {k: v for k, v in issue.items() if k in ("subject", "description", "assigned_to_id", "custom_fields")}
+        )
         state = created.get("status") or {}
         if status_category(str(state.get("name", "")), self._is_closed(state), self.status_map) is not data.status:
             # Redmine drops an initial status the workflow does not allow; move it there in a second step.
@@ -545,7 +556,7 @@ class RedmineTickets(TicketIntegration):
         number = parse_issue_id(ticket_id)
         unknown = set(fields) - TicketData.field_names()
         if unknown:
-            raise ValueError(f"unknown ticket field(s): {', '.join(sorted(unknown))}")
+            raise UnknownFieldError(f"unknown ticket field(s): {', '.join(sorted(unknown))}")
         if "requester" in fields:
             raise PermanentError("Redmine does not let an issue's author (requester) be changed")
         changes: dict[str, Any] = {}
@@ -566,7 +577,10 @@ class RedmineTickets(TicketIntegration):
             if "custom_fields" in fields or "communication" in fields:
                 available = [cf for cf in issue.get("custom_fields") or [] if isinstance(cf, Mapping)]
                 values = self._custom_field_values(
-                    fields.get("custom_fields") or {}, fields.get("communication"), available, communication_given="communication" in fields
+                    fields.get("custom_fields") or {},
+                    fields.get("communication"),
+                    available,
+                    communication_given="communication" in fields,
                 )
                 if values:
                     changes["custom_fields"] = values
@@ -582,7 +596,9 @@ class RedmineTickets(TicketIntegration):
     def _put(self, number: int, changes: Mapping[str, Any], author: str | None = None) -> None:
         """Send the changes, then read the issue back: Redmine answers 204 even when it drops a change."""
         try:
-            self.client.request("PUT", f"issues/{number}.json", json={"issue": dict(changes)}, headers=self._write_headers(author))
+            self.client.request(
+                "PUT", f"issues/{number}.json", json={"issue": dict(changes)}, headers=self._write_headers(author)
+            )
         except NotFoundError:
             raise TicketGone(str(number), f"Redmine at {self.base_url}") from None
         self._check_applied(self._get_issue(number, "journals"), changes)
@@ -639,7 +655,11 @@ class RedmineTickets(TicketIntegration):
         members = self._cache.get(("members", project), lambda: self._members(project))
         matches = {pid for pid, name in members if name.casefold() == key}
         if not matches:
-            matches = {int(u["id"]) for u in self._users_named(text) if key in (str(u.get("login", "")).casefold(), _full_name(u).casefold())}
+            matches = {
+                int(u["id"])
+                for u in self._users_named(text)
+                if key in (str(u.get("login", "")).casefold(), _full_name(u).casefold())
+            }
         if len(matches) == 1:
             return matches.pop()
         if matches:
@@ -651,9 +671,12 @@ class RedmineTickets(TicketIntegration):
         members: list[tuple[int, str]] = []
         offset = 0
         while True:
-            body = self.client.get_json(
-                f"projects/{quote(project, safe='')}/memberships.json", params={"limit": MAX_PAGE_SIZE, "offset": offset}
-            ) or {}
+            body = (
+                self.client.get_json(
+                    f"projects/{quote(project, safe='')}/memberships.json", params={"limit": MAX_PAGE_SIZE, "offset": offset}
+                )
+                or {}
+            )
             page = body.get("memberships") or []
             for membership in page:
                 principal = membership.get("user") or membership.get("group") or {}
@@ -666,7 +689,9 @@ class RedmineTickets(TicketIntegration):
     def _users_named(self, text: str) -> list[dict[str, Any]]:
         """`/users.json?name=` (admin only); [] when the key may not search users."""
         try:
-            return list((self.client.get_json("users.json", params={"name": text, "limit": MAX_PAGE_SIZE}) or {}).get("users") or [])
+            return list(
+                (self.client.get_json("users.json", params={"name": text, "limit": MAX_PAGE_SIZE}) or {}).get("users") or []
+            )
         except PermanentError as exc:
             if exc.status in (401, 403):
                 return []
@@ -700,9 +725,12 @@ class RedmineTickets(TicketIntegration):
             except PermanentError as exc:
                 if exc.status not in (401, 403):
                     raise
-            project = self.client.get_json(
-                f"projects/{quote(str(self.project_id), safe='')}.json", params={"include": "issue_custom_fields"}
-            ) or {}
+            project = (
+                self.client.get_json(
+                    f"projects/{quote(str(self.project_id), safe='')}.json", params={"include": "issue_custom_fields"}
+                )
+                or {}
+            )
             return list((project.get("project") or {}).get("issue_custom_fields") or [])
 
         return self._cache.get("custom_fields", load)
@@ -806,7 +834,7 @@ def parse_redmine_webhook(body: bytes) -> list[TicketEvent]:
     if "type" in payload:
         return _native_events(payload)
     raise WebhookPayloadError(
-        "body is neither a redmine_webhook plugin payload ({\"payload\": ...}) nor a Redmine webhook ({\"type\": ...})"
+        'body is neither a redmine_webhook plugin payload ({"payload": ...}) nor a Redmine webhook ({"type": ...})'
     )
 
 
