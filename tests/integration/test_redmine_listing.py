@@ -13,7 +13,7 @@ from data_manager.collectors.tickets.model import parse_datetime
 if TYPE_CHECKING:
     from tests.integration.conftest_redmine import RedmineAdmin, RedmineServer
 
-pytestmark = pytest.mark.redmine
+pytestmark = [pytest.mark.redmine, pytest.mark.slow]  # creates ~160 issues
 pytest_plugins = ("tests.integration.conftest_redmine",)  # its fixtures: redmine_server, redmine_admin, redmine_project
 
 ISSUES = 130  # more than one page of Redmine's maximum 100

@@ -504,6 +504,7 @@ class RedmineTickets(TicketIntegration):
                 ) from None
             issues = [i for i in (body or {}).get("issues") or [] if isinstance(i, Mapping) and isinstance(i.get("id"), int)]
             fresh = [i for i in issues if i["id"] >= next_id]
+            log.debug("Redmine listing from issue #%d: %d issues of %s", next_id, len(fresh), (body or {}).get("total_count"))
             for issue in sorted(fresh, key=lambda i: i["id"]):
                 yield TicketRef(str(issue["id"]), parse_datetime(issue.get("updated_on")))
             total = int((body or {}).get("total_count") or 0)
@@ -653,6 +654,9 @@ class RedmineTickets(TicketIntegration):
             return int(text)
         key = text.casefold()
         members = self._cache.get(("members", project), lambda: self._members(project))
+        if not any(name.casefold() == key for _, name in members):  # perhaps a member added since: look again
+            self._cache.forget(("members", project))
+            members = self._cache.get(("members", project), lambda: self._members(project))
         matches = {pid for pid, name in members if name.casefold() == key}
         if not matches:
             matches = {
