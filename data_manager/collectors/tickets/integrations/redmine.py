@@ -20,6 +20,11 @@ Reading
 
 Writing (`TicketBackend`)
 - Every write carries `X-Skip-Webhooks`, so the redmine_webhook plugin does not echo our own writes back.
+- Every write is read back (one GET): Redmine answers 204 even when it silently drops a change the API user
+  may not make (e.g. a status change without edit_issues, though `allowed_statuses` offered it), so a dropped
+  change is a `PermanentError` naming the fields, never a silent success.
+- Custom fields are set by name; fields not named are left as they are. Text comes back with LF line ends
+  (Redmine stores CRLF).
 - Status: the wanted `Status` is matched against the statuses the workflow allows for that issue now
   (`include=allowed_statuses`), preferring the canonical name (New, In Progress, Resolved, Closed); Redmine
   would otherwise silently ignore a disallowed status. If the issue is already in that category, nothing
