@@ -120,3 +120,21 @@ def test_non_json_success_is_transient(httpserver: HTTPServer) -> None:
 def test_redact_helper() -> None:
     assert redact("https://h/x?key=abc&api_key=def&page=2", []) == "https://h/x?key=***&api_key=***&page=2"
     assert redact("value hunter2 here", ["hunter2"]) == "value *** here"
+
+
+def test_500_is_retried_for_reads_but_not_for_creates(httpserver: HTTPServer) -> None:
+    httpserver.expect_ordered_request("/x", method="GET").respond_with_data("oops", status=500)
+    httpserver.expect_ordered_request("/x", method="GET").respond_with_json({"ok": 1})
+    assert client(httpserver, Sleeps()).get_json("/x") == {"ok": 1}
+    httpserver.clear()
+    httpserver.expect_request("/x", method="POST").respond_with_data("oops", status=500)
+    api = client(httpserver, Sleeps())
+    with pytest.raises(TransientError, match="500"):
+        api.request("POST", "/x", json={})
+    assert api.request_count == 1  # a create that may have taken effect is not sent twice
+
+
+def test_a_post_answered_429_is_sent_again(httpserver: HTTPServer) -> None:
+    httpserver.expect_ordered_request("/x", method="POST").respond_with_data("", status=429, headers={"Retry-After": "0"})
+    httpserver.expect_ordered_request("/x", method="POST").respond_with_json({"id": 1}, status=201)
+    assert client(httpserver, Sleeps()).request("POST", "/x", json={}).json() == {"id": 1}

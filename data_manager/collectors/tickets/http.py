@@ -24,7 +24,11 @@ from data_manager.collectors.tickets.errors import IntegrationError, PermanentEr
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# 429 and 503 say the request was not processed, so any method may be sent again. 500/502/504 (and a
+# connection lost mid-request) may follow a request that took effect: only idempotent methods repeat them.
+RETRY_ANY_METHOD = frozenset({429, 503})
+RETRY_IDEMPOTENT = frozenset({500, 502, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 _SECRET_PARAMS = re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|password|Bugzilla_api_key)=)[^&#\s]*")
 
@@ -156,6 +160,7 @@ class ApiClient:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send a request; return a 2xx/3xx response or raise a classified `IntegrationError`."""
         url = self.url(path)
+        idempotent = method.upper() in IDEMPOTENT_METHODS
         kwargs.setdefault("timeout", self.timeout)
         attempt = 0
         while True:
@@ -165,14 +170,16 @@ class ApiClient:
             try:
                 response = self.session.request(method, url, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt > self.max_retries:
+                never_sent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
+                if attempt > self.max_retries or not (idempotent or never_sent):
                     raise TransientError(self.redact(f"{method} {url}: {type(exc).__name__}: {exc}")) from None
                 self._sleep(self._backoff(attempt, None))
                 continue
             if response.status_code < 400:
                 return response
             wait = retry_after_seconds(response)
-            if response.status_code in RETRY_STATUSES and attempt <= self.max_retries:
+            retryable = response.status_code in RETRY_ANY_METHOD or (idempotent and response.status_code in RETRY_IDEMPOTENT)
+            if retryable and attempt <= self.max_retries:
                 if wait is None or wait <= self.max_wait:
                     delay = self._backoff(attempt, wait)
                     log.info("%s %s answered %s; retrying in %.1fs", method, self.redact(url), response.status_code, delay)
