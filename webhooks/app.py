@@ -101,6 +101,24 @@ class WebhookValidationError(Exception):
         super().__init__(message)
 
 
+def read_body(limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes even without a Content-Length.
+
+    (Werkzeug's own limit silently truncates a chunked body at the limit; a truncated body would
+    then fail as "bad signature", which is the wrong thing to tell the sender.)
+    """
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = request.stream.read(min(65536, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise RequestEntityTooLarge()
+
+
 bp = Blueprint("webhooks", __name__)
 
 
@@ -121,7 +139,7 @@ def receive(system: str) -> Response | tuple[Response, int]:
         allowed = ", ".join(getattr(integration, "webhook_content_types", DEFAULT_CONTENT_TYPES))
         return reject(system, 415, "unsupported_media_type", f"Content-Type must be {allowed}, not {request.mimetype or 'missing'!r}")
     try:
-        body = request.get_data(cache=False)
+        body = read_body(limit)
     except RequestEntityTooLarge:  # no Content-Length (chunked): the limit is enforced while reading
         return reject(system, 413, "too_large", f"the body is larger than {limit} bytes")
 
