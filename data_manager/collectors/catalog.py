@@ -7,6 +7,7 @@ every worker process, which is what makes persistence's compare-then-write order
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -60,12 +61,17 @@ class Catalog:
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) != os.getpid():
+            # Inherited across fork (RQ forks a work horse per job): SQLite connections must not cross a
+            # fork, so leave the parent's alone and open our own.
+            conn = None
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
+            self._local.pid = os.getpid()
         return conn
 
     @contextlib.contextmanager

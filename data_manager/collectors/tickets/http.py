@@ -28,6 +28,23 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 _SECRET_PARAMS = re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|password|Bugzilla_api_key)=)[^&#\s]*")
 
 
+_known_secrets: set[str] = set()
+
+
+class _RedactingFilter(logging.Filter):
+    """urllib3 logs request lines (query strings included) at DEBUG; scrub them before any handler sees them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, _known_secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactingFilter())
+
+
 class NotFoundError(PermanentError):
     """The server answered 404 (the caller decides whether that means "gone")."""
 
@@ -116,6 +133,7 @@ class ApiClient:
         self.max_wait = max_wait
         self.backoff_base = backoff_base
         self._secrets = tuple(s for s in secrets if s)
+        _known_secrets.update(s for s in self._secrets if len(s) >= 4)
         self._sleep = sleep
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = user_agent
@@ -157,7 +175,7 @@ class ApiClient:
                     log.info("%s %s answered %s; retrying in %.1fs", method, self.redact(url), response.status_code, delay)
                     self._sleep(delay)
                     continue
-            raise self._error(method, url, response, wait)
+            raise self._error(method, response.url or url, response, wait)
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self._json(self.request("GET", path, **kwargs))
