@@ -41,6 +41,11 @@ class FailedJob:
         }
 
 
+def _exc_string(job: Job) -> str:
+    result = job.latest_result()
+    return (result.exc_string or "") if result is not None else ""
+
+
 def _last_line(text: str | None) -> str:
     lines = [line for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
@@ -63,7 +68,7 @@ def failed_jobs(connection: Redis, names: Names) -> list[FailedJob]:
                     queue=queue_name,
                     system=str(meta.get("system") or kwargs.get("system") or ""),
                     ticket_id=str(meta.get("ticket_id") or kwargs.get("ticket_id") or ""),
-                    error=str(meta.get("error") or _last_line(job.exc_info) or "unknown"),
+                    error=str(meta.get("error") or _last_line(_exc_string(job)) or "unknown"),
                     attempts=int(meta.get("attempts") or (job.number_of_retries or 0) + 1),
                     failed_at=job.ended_at,
                     job=job,
