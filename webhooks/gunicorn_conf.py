@@ -17,3 +17,9 @@ keepalive = 5
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None  # e.g. "-" for stdout
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+# gunicorn >= 25 opens a control socket at one fixed per-user path; several servers on one host
+# (web + benchmark baseline, tests) would take it from each other. Opt in with WEB_CONTROL_SOCKET.
+control_socket = os.environ.get("WEB_CONTROL_SOCKET") or None
+control_socket_disable = not control_socket
+if control_socket is None:
+    del control_socket

@@ -15,6 +15,7 @@ from rq.job import Retry
 
 from data_manager.collectors.tickets.sync import sync_ticket
 from workers.logs import log_event
+from workers.retry import rq_retry_interval
 from workers.runtime import current_runtime
 
 log = logging.getLogger("tickets.jobs")
@@ -43,7 +44,7 @@ def sync_ticket_job(system: str, ticket_id: str) -> dict[str, Any] | Retry:
                 log, "job_retry", logging.WARNING, system=system, ticket=ticket_id, job=job_id, attempt=attempt,
                 delay_s=round(verdict.delay, 2), duration_ms=duration_ms, error=verdict.reason,
             )
-            return Retry(max=runtime.policy.max_attempts, interval=[verdict.delay])
+            return Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])
         rerun = coalescer.finish(system, ticket_id, job_id)
         runtime.metrics.incr("job", system, "failed")
         log_event(

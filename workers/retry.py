@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from dataclasses import dataclass
 from enum import Enum
 
@@ -93,3 +95,14 @@ class RetryPolicy:
             return Verdict(False, kind, reason=f"{reason} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})")
         retry_after = getattr(exc, "retry_after", None)
         return Verdict(True, kind, delay=self.backoff(attempt, retry_after, rng), reason=reason)
+
+
+def rq_retry_interval(delay: float, now: float | None = None) -> float:
+    """The interval to hand RQ so the retry never runs before `delay` has passed.
+
+    RQ's scheduled-job registry stores whole seconds, truncating: a retry due at 101.95 would be
+    released at 101.0. Aiming at the next whole second (plus a hair for RQ's own clock read) keeps
+    a server's Retry-After honoured.
+    """
+    now = time.time() if now is None else now
+    return math.ceil(now + delay) - now + 0.002

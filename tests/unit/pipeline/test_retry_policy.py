@@ -13,7 +13,7 @@ from rq.timeouts import JobTimeoutException
 
 from data_manager.collectors.tickets.http import NotFoundError
 from data_manager.collectors.tickets.errors import ConfigError, PermanentError, TransientError
-from workers.retry import UNKNOWN_ERROR_ATTEMPTS, ErrorKind, RetryPolicy, classify
+from workers.retry import UNKNOWN_ERROR_ATTEMPTS, ErrorKind, RetryPolicy, classify, rq_retry_interval
 
 POLICY = RetryPolicy(max_attempts=5, base_seconds=2.0, max_seconds=60.0)
 
@@ -74,3 +74,11 @@ def test_jitter_spreads_clients_apart() -> None:
     rng = random.Random(7)
     delays = {round(POLICY.backoff(3, rng=rng), 3) for _ in range(20)}
     assert len(delays) > 10
+
+
+@given(now=st.floats(min_value=1e9, max_value=2e9), delay=st.floats(min_value=0.01, max_value=3600))
+def test_rq_interval_never_releases_a_retry_early(now: float, delay: float) -> None:
+    interval = rq_retry_interval(delay, now)
+    released_at = int(now + interval)  # RQ truncates the scheduled time to whole seconds
+    assert released_at >= now + delay - 1e-6
+    assert interval <= delay + 1.01
