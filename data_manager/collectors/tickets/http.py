@@ -11,6 +11,7 @@ import email.utils
 import logging
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
@@ -143,6 +144,7 @@ class ApiClient:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._count_lock = threading.Lock()
         self.request_count = 0  # every HTTP request sent, retries included (for resync reports)
 
     def url(self, path: str) -> str:
@@ -158,7 +160,8 @@ class ApiClient:
         attempt = 0
         while True:
             attempt += 1
-            self.request_count += 1
+            with self._count_lock:  # resyncs send from several threads
+                self.request_count += 1
             try:
                 response = self.session.request(method, url, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:

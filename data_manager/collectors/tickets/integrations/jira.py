@@ -1,0 +1,692 @@
+"""Jira Cloud (REST v3) and Jira Data Center / Server (REST v2).
+
+Reading: `fetch` gets one issue and *all* its comments (paged through the comment endpoint, never the
+truncated embedded list); `iter_changed` lists issues by `updated` with JQL. Writing (`TicketBackend`):
+create, update (fields, then status through a workflow transition) and comment. Webhooks: Jira's
+admin webhooks signed with `X-Hub-Signature: sha256=...`.
+
+Differences between the deployments, all decided here and nowhere else:
+
+* auth: Cloud uses Basic `email:api_token`; Data Center a personal access token as `Bearer`.
+* text: v3 sends and expects Atlassian Document Format (see `_jira_adf`); v2 wiki-markup strings.
+* listing: Cloud `POST /rest/api/3/search/jql` with `nextPageToken`; DC `/rest/api/2/search` with startAt/total.
+* users in writes: Cloud by `accountId`, DC by user `name`. Reads show `displayName`.
+
+Status mapping (Jira status category → model `Status`): `new` → OPEN, `indeterminate` → IN_PROGRESS,
+`done` → RESOLVED when the status name says "resolved" (e.g. "Resolved"), else CLOSED. A status
+without a known category counts as CLOSED when a resolution is set, else OPEN. The upstream name is
+kept in `TicketSnapshot.status_name`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from marshmallow import ValidationError, fields, pre_load, validate, validates_schema
+
+from data_manager.collectors.tickets.errors import (
+    ConfigError,
+    PermanentError,
+    TicketGone,
+    TransientError,
+    UnknownFieldError,
+    WebhookPayloadError,
+)
+from data_manager.collectors.tickets.http import ApiClient, NotFoundError
+from data_manager.collectors.tickets.integration import (
+    EventAction,
+    IntegrationConfigSchema,
+    TicketEvent,
+    TicketIntegration,
+    TicketRef,
+    TicketSnapshot,
+    WebhookRequest,
+    verify_hmac_signature,
+)
+from data_manager.collectors.tickets.integrations._jira_adf import adf_to_text, text_to_adf
+from data_manager.collectors.tickets.model import Comment, Status, TicketData, parse_datetime
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENTS = ("cloud", "datacenter")
+_DEPLOYMENT_ALIASES = {"server": "datacenter", "data_center": "datacenter", "data-center": "datacenter", "dc": "datacenter"}
+SIGNATURE_HEADER = "X-Hub-Signature"
+DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
+COMMENT_PAGE_SIZE = 100
+ISSUE_FIELDS = (
+    "summary", "status", "description", "created", "updated", "issuetype", "priority", "reporter",
+    "assignee", "labels", "components", "project", "resolution", "resolutiondate",
+)  # fmt: skip
+JQL_TIME_FORMAT = "%Y-%m-%d %H:%M"  # JQL has minute precision
+
+_ISSUE_EVENTS = {"jira:issue_created": EventAction.UPSERT, "jira:issue_updated": EventAction.UPSERT, "jira:issue_deleted": EventAction.DELETE}
+_COMMENT_EVENTS = frozenset({"comment_created", "comment_updated", "comment_deleted"})
+_ORDER_BY = re.compile(r"order\s+by\b", re.IGNORECASE)
+_WRITABLE = frozenset({"title", "description", "assignee", "requester", "status", "custom_fields"})
+_JIRA_PROJECT_ONLY = re.compile(r'^\s*project\s*=\s*"?([A-Za-z][A-Za-z0-9_]*)"?\s*$', re.IGNORECASE)
+
+
+# -- pure helpers (tested directly) -------------------------------------------------------------------
+def strip_order_by(jql: str) -> str:
+    """`jql` without its ORDER BY clause (ours decides the order); quoted text is left alone."""
+    quote_char: str | None = None
+    index = 0
+    while index < len(jql):
+        char = jql[index]
+        if quote_char:
+            if char == "\\":
+                index += 2
+                continue
+            if char == quote_char:
+                quote_char = None
+        elif char in "\"'":
+            quote_char = char
+        elif _ORDER_BY.match(jql, index) and (index == 0 or not (jql[index - 1].isalnum() or jql[index - 1] == "_")):
+            return jql[:index].strip()
+        index += 1
+    return jql.strip()
+
+
+def jql_minute(moment: datetime, zone: ZoneInfo) -> datetime:
+    """`moment` in the JQL time zone, floored to the minute (JQL cannot say seconds)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(zone).replace(second=0, microsecond=0)
+
+
+def changed_jql(base_jql: str, since: datetime | None) -> str:
+    """`(<base>) AND updated >= "yyyy-MM-dd HH:mm" ORDER BY updated ASC, key ASC` (`since` already floored)."""
+    clauses = []
+    base = strip_order_by(base_jql or "")
+    if base:
+        clauses.append(f"({base})")
+    if since is not None:
+        clauses.append(f'updated >= "{since.strftime(JQL_TIME_FORMAT)}"')
+    return (" AND ".join(clauses) + " ORDER BY updated ASC, key ASC").strip()
+
+
+def map_status(status: Any, resolution: Any = None) -> Status:
+    """Jira status (with its category) → the model's four states; see the module docstring."""
+    status = status if isinstance(status, Mapping) else {}
+    category = status.get("statusCategory") if isinstance(status.get("statusCategory"), Mapping) else {}
+    key = str(category.get("key") or "").lower()
+    name = str(status.get("name") or "")
+    if key == "new":
+        return Status.OPEN
+    if key == "indeterminate":
+        return Status.IN_PROGRESS
+    if key == "done":
+        return Status.RESOLVED if "resolv" in name.lower() else Status.CLOSED
+    return Status.CLOSED if resolution else Status.OPEN
+
+
+def display_name(user: Any) -> str | None:
+    """How a person is shown: displayName, else the DC name, the accountId or the email."""
+    if not isinstance(user, Mapping):
+        return None
+    for key in ("displayName", "name", "accountId", "emailAddress"):
+        if isinstance(user.get(key), str) and user[key].strip():
+            return user[key]
+    return None
+
+
+def comment_is_restricted(comment: Mapping[str, Any]) -> bool:
+    """Restricted to a role/group (`visibility`) or internal to the service desk (JSM `jsdPublic: false`)."""
+    if comment.get("visibility"):
+        return True
+    if comment.get("jsdPublic") is False:
+        return True
+    for prop in comment.get("properties") or []:
+        if isinstance(prop, Mapping) and prop.get("key") == "sd.public.comment":
+            value = prop.get("value")
+            if isinstance(value, Mapping) and value.get("internal") in (True, "true"):
+                return True
+    return False
+
+
+def _named(value: Any) -> str:
+    """A Jira option/object value as text (`name`, `value`, `displayName`, ...)."""
+    if isinstance(value, Mapping):
+        if value.get("type") == "doc":
+            return adf_to_text(value)
+        for key in ("name", "value", "displayName", "key"):
+            if isinstance(value.get(key), str):
+                return value[key]
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return "" if value is None else str(value)
+
+
+def _custom_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return [_custom_value(item) for item in value]
+    return _named(value)
+
+
+def _valid_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/Berlin')") from None
+
+
+# -- configuration ------------------------------------------------------------------------------------
+class JiraConfigSchema(IntegrationConfigSchema):
+    """`data_manager.sources.tickets.jira`."""
+
+    deployment = fields.String(load_default="cloud", validate=validate.OneOf(DEPLOYMENTS))
+    username = fields.String(load_default=None, allow_none=True)  # Cloud: the account's email; unused on DC (PAT)
+    api_token = fields.String(load_default=None, allow_none=True)  # Cloud: API token; DC: personal access token
+    jql_query = fields.String(load_default=None, allow_none=True)  # bounds every search, e.g. "project = PROJ"
+    project_key = fields.String(load_default=None, allow_none=True)  # where `create` puts new issues
+    issue_type = fields.String(load_default="Task")
+    # Also keep comments limited to a role/group (`visibility`) and JSM internal notes (`jsdPublic: false`).
+    include_restricted_comments = fields.Boolean(load_default=False)
+    jql_timezone = fields.String(load_default="UTC", validate=_valid_timezone)  # the API user's profile time zone
+    page_size = fields.Integer(load_default=100, validate=validate.Range(min=1, max=5000))
+    custom_fields = fields.List(fields.String(), load_default=list)  # field ids copied into custom_fields
+
+    @pre_load
+    def _normalise_deployment(self, data: Any, **kwargs: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("deployment"), str):
+            value = data["deployment"].strip().lower()
+            data = {**data, "deployment": _DEPLOYMENT_ALIASES.get(value, value)}
+        return data
+
+    @validates_schema
+    def _required_when_enabled(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+        if not data.get("enabled"):
+            return
+        required = ["base_url", "api_token", "jql_query"] + (["username"] if data.get("deployment", "cloud") == "cloud" else [])
+        missing = {name: [f"required when jira is enabled ({data.get('deployment', 'cloud')})"] for name in required if not data.get(name)}
+        if missing:
+            raise ValidationError(missing)
+
+
+# -- the integration -------------------------------------------------------------------------------------
+class JiraTickets(TicketIntegration):
+    """Jira as a ticket source (fetch, list, webhooks) and as a `TicketBackend` (create, read, update, comment).
+
+    `assignee` / `requester` in writes are an accountId on Cloud and a user name on Data Center
+    (reads return display names). The author of a comment written through `add_comment` is the API
+    user; `Comment.author` and `Comment.at` are not sent (Jira sets both).
+    """
+
+    system: ClassVar[str] = "jira"
+    config_schema = JiraConfigSchema
+    secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None,
+        api_token: str,
+        jql_query: str,
+        *,
+        deployment: str = "cloud",
+        project_key: str | None = None,
+        issue_type: str = "Task",
+        include_restricted_comments: bool = False,
+        jql_timezone: str = "UTC",
+        page_size: int = 100,
+        custom_fields: Iterable[str] = (),
+        webhook_secret: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        deployment = _DEPLOYMENT_ALIASES.get(str(deployment).strip().lower(), str(deployment).strip().lower())
+        if deployment not in DEPLOYMENTS:
+            raise ConfigError(f"must be one of {', '.join(DEPLOYMENTS)}, not {deployment!r}", "jira.deployment")
+        if not base_url or not str(base_url).startswith(("http://", "https://")):
+            raise ConfigError("must be an http(s) URL", "jira.base_url")
+        if not api_token:
+            raise ConfigError("is required", "jira.api_token")
+        if deployment == "cloud" and not username:
+            raise ConfigError("is required for Jira Cloud (the account's email address)", "jira.username")
+        if not strip_order_by(jql_query or ""):
+            raise ConfigError("is required: a JQL restriction such as 'project = PROJ' (Cloud refuses unbounded searches)", "jira.jql_query")
+        try:
+            self.zone = ZoneInfo(jql_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"unknown time zone {jql_timezone!r}", "jira.jql_timezone") from None
+        self.deployment = deployment
+        self.base_url = str(base_url).rstrip("/")
+        self.jql_query = jql_query
+        self.project_key = project_key
+        self.issue_type = issue_type
+        self.include_restricted_comments = include_restricted_comments
+        self.page_size = page_size
+        self.custom_fields = tuple(custom_fields)
+        self.webhook_secret = webhook_secret
+        self._api = "rest/api/3" if deployment == "cloud" else "rest/api/2"
+        if deployment == "cloud":
+            credential = base64.b64encode(f"{username}:{api_token}".encode()).decode()
+            authorization = f"Basic {credential}"
+        else:
+            credential = api_token
+            authorization = f"Bearer {api_token}"
+        self.client = ApiClient(
+            self.base_url,
+            headers={"Authorization": authorization},
+            timeout=timeout,
+            max_retries=max_retries,
+            secrets=(api_token, credential),
+            **dict(client_options or {}),
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> JiraTickets:
+        integration = cls(
+            config.get("base_url") or "",
+            config.get("username"),
+            config.get("api_token") or "",
+            config.get("jql_query") or "",
+            deployment=config.get("deployment", "cloud"),
+            project_key=config.get("project_key"),
+            issue_type=config.get("issue_type") or "Task",
+            include_restricted_comments=bool(config.get("include_restricted_comments", False)),
+            jql_timezone=config.get("jql_timezone") or "UTC",
+            page_size=int(config.get("page_size", 100)),
+            custom_fields=config.get("custom_fields") or (),
+            timeout=float(config.get("timeout_seconds", 30.0)),
+            max_retries=int(config.get("max_retries", 4)),
+        )
+        integration.apply_common_config(config)
+        return integration
+
+    # -- HTTP plumbing ------------------------------------------------------------------------------------
+    @property
+    def is_cloud(self) -> bool:
+        return self.deployment == "cloud"
+
+    @property
+    def request_count(self) -> int:
+        return self.client.request_count
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self._api, *(quote(str(part), safe="") for part in parts)])
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, path, **kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(
+                self.client.redact(f"{method} {response.url}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}")
+            ) from None
+
+    def _object(self, value: Any, what: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise TransientError(f"Jira answered {what} with {type(value).__name__}, not a JSON object")
+        return value
+
+    def _write_text(self, text: str) -> Any:
+        """The body of a text field as the API version wants it: ADF on v3, a string on v2."""
+        return text_to_adf(text) if self.is_cloud else text
+
+    def _user_ref(self, who: str | None) -> dict[str, str] | None:
+        if who is None or who == "":
+            return None
+        return {"accountId": who} if self.is_cloud else {"name": who}
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def fetch(self, ticket_id: str) -> TicketSnapshot:
+        key = str(ticket_id).strip()
+        params = {"fields": ",".join(ISSUE_FIELDS + self.custom_fields)}
+        try:
+            issue = self._object(self._call("GET", self._path("issue", key), params=params), f"issue {key}")
+            canonical = str(issue.get("key") or key)
+            if canonical.upper() != key.upper():
+                # Jira resolves a moved issue's old key to the issue under its new key: the old ticket is gone.
+                raise TicketGone(key, f"Jira (moved to {canonical})")
+            comments = self._fetch_comments(canonical)
+        except NotFoundError:
+            raise TicketGone(key, "Jira") from None
+        return self._snapshot(issue, comments)
+
+    def _fetch_comments(self, key: str) -> list[dict[str, Any]]:
+        """Every comment, oldest first, paging until `startAt + len(comments) >= total`."""
+        comments: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        start = 0
+        while True:
+            page = self._object(
+                self._call(
+                    "GET",
+                    self._path("issue", key, "comment"),
+                    params={"startAt": start, "maxResults": COMMENT_PAGE_SIZE, "orderBy": "created"},
+                ),
+                f"the comments of {key}",
+            )
+            items = [c for c in page.get("comments") or [] if isinstance(c, dict)]
+            total = page.get("total")
+            for item in items:
+                comment_id = str(item.get("id", ""))
+                if comment_id and comment_id in seen:
+                    continue
+                seen.add(comment_id)
+                comments.append(item)
+            if not items:
+                if isinstance(total, int) and start < total:
+                    log.warning("Jira returned no comments for %s at startAt=%d although total=%d; stopping there", key, start, total)
+                return comments
+            page_start = page.get("startAt") if isinstance(page.get("startAt"), int) else start
+            start = page_start + len(items)
+            if not isinstance(total, int) or start >= total:
+                return comments
+
+    def _snapshot(self, issue: Mapping[str, Any], raw_comments: list[dict[str, Any]]) -> TicketSnapshot:
+        fields_ = issue.get("fields") if isinstance(issue.get("fields"), Mapping) else {}
+        key = str(issue.get("key"))
+        created_at = self._time(fields_.get("created"))
+        comments = [
+            Comment(
+                author=display_name(raw.get("author")) or "",
+                text=adf_to_text(raw.get("body")),
+                at=self._time(raw.get("created")) or self._time(raw.get("updated")) or created_at or datetime.fromtimestamp(0, timezone.utc),
+            )
+            for raw in raw_comments
+            if self.include_restricted_comments or not comment_is_restricted(raw)
+        ]
+        status = fields_.get("status") if isinstance(fields_.get("status"), Mapping) else {}
+        resolution = fields_.get("resolution")
+        project = fields_.get("project") if isinstance(fields_.get("project"), Mapping) else {}
+        labels = [str(label) for label in fields_.get("labels") or [] if label]
+        components = [_named(c) for c in fields_.get("components") or [] if c]
+        resolved_at = self._time(fields_.get("resolutiondate"))
+        extra = {
+            "issue_type": _named(fields_.get("issuetype")),
+            "priority": _named(fields_.get("priority")),
+            "reporter": display_name(fields_.get("reporter")) or "",
+            "labels": ", ".join(labels),
+            "components": ", ".join(components),
+            "resolution": _named(resolution),
+            "resolved": resolved_at.astimezone(timezone.utc).isoformat() if resolved_at else "",
+            "jira_id": str(issue.get("id") or ""),
+        }
+        data = TicketData(
+            title=str(fields_.get("summary") or ""),
+            description=adf_to_text(fields_.get("description")),
+            assignee=display_name(fields_.get("assignee")),
+            requester=display_name(fields_.get("reporter")),
+            status=map_status(status, resolution),
+            custom_fields={name: _custom_value(fields_.get(name)) for name in self.custom_fields if fields_.get(name) is not None},
+        )
+        return TicketSnapshot(
+            ticket_id=key,
+            data=data,
+            comments=tuple(comments),
+            url=f"{self.base_url}/browse/{key}",
+            created_at=created_at,
+            updated_at=self._time(fields_.get("updated")),
+            project=str(project.get("key") or "") or None,
+            status_name=str(status.get("name") or "") or None,
+            extra={name: value for name, value in extra.items() if value},
+        )
+
+    @staticmethod
+    def _time(value: Any) -> datetime | None:
+        if not isinstance(value, str) or not value.strip():
+            return None
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            log.warning("unparseable Jira timestamp %r", value)
+            return None
+
+    def changed_jql(self, since: datetime | None) -> str:
+        """The search `iter_changed` runs: the configured `jql_query` bounded by `updated >= since` (floored)."""
+        return changed_jql(self.jql_query, jql_minute(since, self.zone) if since is not None else None)
+
+    def iter_changed(self, since: datetime | None) -> Iterator[TicketRef]:
+        """Every issue matching `jql_query` updated at or after `since` (floored to the minute), oldest change first.
+
+        Paging by position alone can skip an issue when an already-listed one is updated meanwhile (it
+        jumps to the end and everything shifts left). So after each page the search restarts from the
+        minute of the last issue seen (`updated >= that minute`), skipping keys already yielded; only a
+        single minute holding more than a page of issues is paged by position.
+        """
+        anchor = jql_minute(since, self.zone) if since is not None else None
+        yielded: set[str] = set()
+        while True:
+            restarted = False
+            for page in self._search_pages(changed_jql(self.jql_query, anchor)):
+                last_updated: datetime | None = None
+                for raw in page:
+                    key = raw.get("key")
+                    if not isinstance(key, str) or not key:
+                        continue
+                    fields_ = raw.get("fields") if isinstance(raw.get("fields"), Mapping) else {}
+                    updated = self._time(fields_.get("updated"))
+                    last_updated = updated or last_updated
+                    if key not in yielded:
+                        yielded.add(key)
+                        yield TicketRef(key, updated)
+                if last_updated is not None:
+                    minute = jql_minute(last_updated, self.zone)
+                    if anchor is None or minute > anchor:
+                        anchor = minute
+                        restarted = True
+                        break
+            if not restarted:
+                return
+
+    def _search_pages(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+        if self.is_cloud:
+            yield from self._search_pages_cloud(jql)
+        else:
+            yield from self._search_pages_datacenter(jql)
+
+    def _search_pages_cloud(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+        """`POST /rest/api/3/search/jql`; the end is `isLast` or a missing `nextPageToken` (JRACLOUD-92184)."""
+        token: str | None = None
+        while True:
+            body: dict[str, Any] = {"jql": jql, "fields": ["updated"], "maxResults": self.page_size}
+            if token:
+                body["nextPageToken"] = token
+            page = self._object(self._call("POST", self._path("search", "jql"), json=body), "a search")
+            yield [issue for issue in page.get("issues") or [] if isinstance(issue, dict)]
+            next_token = page.get("nextPageToken")
+            if page.get("isLast") is True or not next_token:
+                return
+            if next_token == token:
+                raise TransientError("Jira returned the same nextPageToken twice; stopping the search rather than looping")
+            token = str(next_token)
+
+    def _search_pages_datacenter(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+        """`GET /rest/api/2/search` with startAt/maxResults until `startAt + len(issues) >= total`."""
+        start = 0
+        while True:
+            params = {"jql": jql, "fields": "updated", "startAt": start, "maxResults": self.page_size}
+            page = self._object(self._call("GET", self._path("search"), params=params), "a search")
+            issues = [issue for issue in page.get("issues") or [] if isinstance(issue, dict)]
+            total = page.get("total")
+            if not issues:
+                if isinstance(total, int) and start < total:
+                    log.warning("Jira search returned no issues at startAt=%d although total=%d; stopping there", start, total)
+                return
+            yield issues
+            start = (page.get("startAt") if isinstance(page.get("startAt"), int) else start) + len(issues)
+            if not isinstance(total, int) or start >= total:
+                return
+
+    # -- webhooks -------------------------------------------------------------------------------------------
+    def verify_webhook(self, request: WebhookRequest, secret: str) -> None:
+        verify_hmac_signature(request.headers.get(SIGNATURE_HEADER), request.body, secret, header_name=SIGNATURE_HEADER)
+
+    def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
+        """Issue and comment events → the issue to re-fetch (or delete); other kinds are acknowledged as []."""
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise WebhookPayloadError("body must be a JSON object")
+        event = payload.get("webhookEvent")
+        if not isinstance(event, str) or not event.strip():
+            raise WebhookPayloadError("missing 'webhookEvent'")
+        if event not in _ISSUE_EVENTS and event not in _COMMENT_EVENTS:
+            return []
+        issue = payload.get("issue")
+        if not isinstance(issue, dict):
+            raise WebhookPayloadError(f"{event} payload has no 'issue' object")
+        key = issue.get("key")
+        if not isinstance(key, str) or not key.strip():
+            raise WebhookPayloadError(f"{event} payload has no 'issue.key'")
+        key = key.strip()
+        delivery = request.headers.get(DELIVERY_HEADER) or None
+        events = [TicketEvent(key, _ISSUE_EVENTS.get(event, EventAction.UPSERT), delivery)]
+        old_key = self._moved_from(payload, key)
+        if old_key:  # a move renames the issue: the copy under the old key is gone
+            events.insert(0, TicketEvent(old_key, EventAction.DELETE, f"{delivery}:moved-from" if delivery else None))
+        return events
+
+    @staticmethod
+    def _moved_from(payload: Mapping[str, Any], key: str) -> str | None:
+        changelog = payload.get("changelog")
+        items = changelog.get("items") if isinstance(changelog, Mapping) else None
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, Mapping) and str(item.get("field", "")).lower() == "key":
+                old = item.get("fromString")
+                if isinstance(old, str) and old.strip() and old.strip().upper() != key.upper():
+                    return old.strip()
+        return None
+
+    # -- TicketBackend ----------------------------------------------------------------------------------------
+    def create(self, data: TicketData) -> str:
+        """A new issue in `project_key` of type `issue_type`; a status other than OPEN is reached by a transition."""
+        if data.communication:
+            raise UnknownFieldError("Jira has no field for 'communication'; leave it unset for Jira tickets")
+        fields_: dict[str, Any] = {
+            "project": {"key": self._create_project()},
+            "issuetype": {"name": self.issue_type},
+            "summary": data.title,
+        }
+        if data.description:
+            fields_["description"] = self._write_text(data.description)
+        if data.assignee:
+            fields_["assignee"] = self._user_ref(data.assignee)
+        if data.requester:
+            fields_["reporter"] = self._user_ref(data.requester)
+        fields_.update(data.custom_fields)
+        created = self._object(self._call("POST", self._path("issue"), json={"fields": fields_}), "issue creation")
+        key = str(created.get("key") or "")
+        if not key:
+            raise TransientError("Jira created an issue but did not say its key")
+        if data.status is not Status.OPEN:
+            try:
+                self._move_to(key, data.status)
+            except PermanentError as exc:
+                raise PermanentError(f"created {key}, but could not set its status: {exc}", status=exc.status) from None
+        return key
+
+    def _create_project(self) -> str:
+        if self.project_key:
+            return self.project_key
+        match = _JIRA_PROJECT_ONLY.match(strip_order_by(self.jql_query))
+        if match:
+            return match.group(1).upper()
+        raise ConfigError("is required to create issues (jql_query does not name a single project)", "jira.project_key")
+
+    def read(self, ticket_id: str) -> tuple[TicketData, list[Comment]]:
+        snapshot = self.fetch(ticket_id)
+        return snapshot.data, list(snapshot.comments)
+
+    def update(self, ticket_id: str, fields: Mapping[str, Any]) -> None:
+        """Edit summary/description/assignee/reporter/custom fields, then move the status by a transition.
+
+        The transition is chosen before anything is written, so "no transition leads there" changes nothing.
+        """
+        unknown = set(fields) - _WRITABLE
+        if unknown:
+            raise UnknownFieldError(f"Jira cannot update {', '.join(sorted(unknown))} (supported: {', '.join(sorted(_WRITABLE))})")
+        key = str(ticket_id).strip()
+        try:
+            transition = self._choose_transition(key, Status.parse(fields["status"])) if "status" in fields else None
+            edit: dict[str, Any] = {}
+            if "title" in fields:
+                edit["summary"] = fields["title"]
+            if "description" in fields:
+                edit["description"] = self._write_text(fields["description"] or "") if fields["description"] else None
+            if "assignee" in fields:
+                edit["assignee"] = self._user_ref(fields["assignee"])
+            if "requester" in fields:
+                edit["reporter"] = self._user_ref(fields["requester"])
+            edit.update(dict(fields.get("custom_fields") or {}))
+            if edit:
+                self._call("PUT", self._path("issue", key), json={"fields": edit})
+            if transition is not None:
+                self._call("POST", self._path("issue", key, "transitions"), json=transition)
+        except NotFoundError:
+            raise TicketGone(key, "Jira") from None
+
+    def add_comment(self, ticket_id: str, comment: Comment) -> None:
+        key = str(ticket_id).strip()
+        try:
+            self._call("POST", self._path("issue", key, "comment"), json={"body": self._write_text(comment.text)})
+        except NotFoundError:
+            raise TicketGone(key, "Jira") from None
+
+    def _move_to(self, key: str, target: Status) -> None:
+        transition = self._choose_transition(key, target)
+        if transition is not None:
+            self._call("POST", self._path("issue", key, "transitions"), json=transition)
+
+    def _choose_transition(self, key: str, target: Status) -> dict[str, Any] | None:
+        """The transition payload that takes `key` to a status mapping to `target`; None if it is there already.
+
+        Prefers a transition whose target maps exactly (e.g. "Resolved" for RESOLVED); for RESOLVED and
+        CLOSED any transition into the done category is accepted when no exact one exists. A required
+        resolution is filled with "Fixed"/"Done" when offered, else the first allowed value.
+        """
+        current = self._object(self._call("GET", self._path("issue", key), params={"fields": "status,resolution"}), f"issue {key}")
+        current_fields = current.get("fields") if isinstance(current.get("fields"), Mapping) else {}
+        current_status = current_fields.get("status") if isinstance(current_fields.get("status"), Mapping) else {}
+        if map_status(current_status, current_fields.get("resolution")) is target:
+            return None
+        answer = self._object(
+            self._call("GET", self._path("issue", key, "transitions"), params={"expand": "transitions.fields"}), f"the transitions of {key}"
+        )
+        transitions = [t for t in answer.get("transitions") or [] if isinstance(t, Mapping)]
+        exact = [t for t in transitions if map_status(t.get("to"), None) is target]
+        done = [t for t in transitions if str(((t.get("to") or {}).get("statusCategory") or {}).get("key", "")).lower() == "done"]
+        candidates = exact or (done if target in (Status.RESOLVED, Status.CLOSED) else [])
+        if not candidates:
+            available = ", ".join(f"'{t.get('name')}' → {(t.get('to') or {}).get('name')}" for t in transitions) or "none"
+            raise PermanentError(
+                f"Jira issue {key}: no transition from status '{current_status.get('name', '?')}' leads to a "
+                f"status that maps to {target.value} (available: {available})"
+            )
+        chosen = candidates[0]
+        payload: dict[str, Any] = {"transition": {"id": str(chosen.get("id"))}}
+        resolution = ((chosen.get("fields") or {}).get("resolution")) if isinstance(chosen.get("fields"), Mapping) else None
+        if isinstance(resolution, Mapping) and resolution.get("required"):
+            allowed = [v for v in resolution.get("allowedValues") or [] if isinstance(v, Mapping)]
+            preferred = ("Fixed", "Done") if target is Status.RESOLVED else ("Done", "Fixed")
+            pick = next((v for name in preferred for v in allowed if v.get("name") == name), allowed[0] if allowed else None)
+            if pick is not None:
+                payload["fields"] = {"resolution": {"id": str(pick["id"])} if pick.get("id") else {"name": pick.get("name")}}
+        return payload
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"<JiraTickets system='jira' deployment={self.deployment!r} base_url={self.base_url!r}>"
+
+
+__all__ = ["JiraConfigSchema", "JiraTickets", "changed_jql", "map_status", "strip_order_by"]

@@ -1,0 +1,1 @@
+"""In-process and standalone fakes of ticket systems, served over real HTTP on loopback."""

@@ -1,0 +1,54 @@
+"""A resync over the fake Jira persists every issue with every visible comment, then only what changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets.integrations._jira_adf import adf_to_text
+from data_manager.collectors.tickets.resync import resync_system
+from tests.integration.jira.conftest import JiraSetup
+
+ISSUES = 1000
+
+
+@pytest.mark.slow
+def test_full_then_incremental_resync_of_1000_issues(make_jira, deployment: str, tmp_path: Path) -> None:
+    setup: JiraSetup = make_jira(issues=ISSUES)
+    fake = setup.fake
+    client = setup.client(page_size=100)
+    client.resync_overlap_seconds = 120
+    store = PersistenceService(tmp_path / "data", fsync=False)
+
+    first = resync_system(client, store)
+    assert first.ok and (first.fetched, first.written) == (ISSUES, ISSUES)
+    assert store.ticket_ids("jira") == set(fake.issues)
+    for key, issue in fake.issues.items():
+        stored = store.get("jira", key)
+        visible = [c for c in issue.comments if fake.comment_visible(c)]
+        assert stored is not None and f"Comments ({len(visible)}):" in stored.content
+        assert stored.content.count("\n--- Comment ") == len(visible)
+        texts = [adf_to_text(c.body) for c in sorted(visible, key=lambda c: (c.created, int(c.id)))]
+        positions = [stored.content.index(f"---\n{text}\n") for text in texts]
+        assert positions == sorted(positions)  # every visible comment, in creation order
+        hidden = [adf_to_text(c.body) for c in issue.comments if not fake.comment_visible(c)]
+        assert not any(f"---\n{text}\n" in stored.content for text in hidden)
+        assert stored.metadata["extra"]["url"] == f"{setup.url.rstrip('/')}/browse/{key}"
+
+    changed = sorted(fake.issues)[17]
+    fake.update_issue(changed, summary="Changed after the first resync")
+    requests_before = fake.request_count
+    second = resync_system(client, store)
+    assert second.ok and second.mode == "incremental" and second.written == 1
+    # The changed issue plus the few inside the overlap window before the cursor, never the whole project.
+    assert second.fetched <= 1 + 120 // 20 + 3
+    assert fake.request_count - requests_before < 3 * second.fetched + 5
+    assert "Title: Changed after the first resync" in store.get("jira", changed).content
+
+    gone = sorted(fake.issues)[3]
+    fake.delete_issue(gone)
+    third = resync_system(client, store, full=True)
+    assert third.ok and third.deleted == 1 and store.get("jira", gone) is None
+    assert store.count("jira") == ISSUES - 1
