@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 from rq import Queue, SimpleWorker
 from rq.executions import Execution
 from rq.job import Job
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import StartedJobRegistry
 
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
@@ -41,13 +40,16 @@ def upstream(tmp_path: Path) -> FileBackedBackend:
     return FileBackedBackend(tmp_path / "upstream.json")
 
 
-def work(runtime: Runtime, *, rounds: int = 1) -> None:
-    """Run every queued job; between rounds, let delayed retries come due and move them to the queue."""
-    for n in range(rounds):
-        if n:
-            time.sleep(0.3)
-        worker = SimpleWorker([Queue(q, connection=runtime.redis) for q in runtime.names.queues], connection=runtime.redis)
-        worker.work(burst=True, with_scheduler=True)
+def work(runtime: Runtime, *, timeout: float = 10) -> None:
+    """Run queued jobs, and delayed retries as they come due, until nothing is left."""
+    queues = [Queue(q, connection=runtime.redis) for q in runtime.names.queues]
+    deadline = time.monotonic() + timeout
+    while True:
+        SimpleWorker(queues, connection=runtime.redis).work(burst=True, with_scheduler=True)
+        if not any(q.count or q.scheduled_job_registry.count for q in queues):
+            return
+        assert time.monotonic() < deadline, "jobs still pending"
+        time.sleep(0.1)
 
 
 def stored(runtime: Runtime, ticket_id: str) -> str | None:
@@ -72,7 +74,7 @@ def test_transient_failures_are_retried_then_succeed(runtime: Runtime, upstream:
     ticket_id = upstream.create(TicketData(title="flaky"))
     upstream.inject_fault(ticket_id, fail_next=2, error="transient", status=503)
     job_id = runtime.coalescer.submit("memory", ticket_id).job_id
-    work(runtime, rounds=4)
+    work(runtime)
     assert stored(runtime, ticket_id) is not None
     assert upstream.fetch_count(ticket_id) == 3
     assert Job.fetch(job_id, connection=runtime.redis).number_of_retries == 2
@@ -102,7 +104,7 @@ def test_retries_exhausted_fail_with_the_reason(runtime: Runtime, upstream: File
     ticket_id = upstream.create(TicketData(title="down"))
     upstream.inject_fault(ticket_id, fail_next=10, error="transient", status=502)
     runtime.coalescer.submit("memory", ticket_id)
-    work(runtime, rounds=4)
+    work(runtime)
     [failed] = ops.failed_jobs(runtime.redis, runtime.names)
     assert failed.attempts == 3 and "gave up after 3 attempts" in failed.error
     assert "TransientError" in ops._exc_string(Job.fetch(failed.job_id, connection=runtime.redis))
