@@ -7,6 +7,8 @@ the workers; faults injected into it make the upstream flaky, failing or slow on
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -236,6 +238,17 @@ def test_redis_outage_answers_503_within_two_seconds(tmp_path: Path, redis_url: 
         stack.web()
         ticket_id = stack.upstream.create(TicketData(title="during an outage"))
         assert stack.post(ticket_id).status_code == 202
+
+        os.kill(server.proc.pid, signal.SIGSTOP)  # a hung Redis: accepts connections, never answers
+        try:
+            started = time.monotonic()
+            response = stack.post("T-other")
+            assert time.monotonic() - started < 2.0
+            assert response.status_code == 503
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert stack.post("T-other").status_code == 202  # and it recovers by itself
+
         server.stop()
         for _ in range(3):
             started = time.monotonic()
