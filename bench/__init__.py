@@ -1,0 +1,1 @@
+"""Benchmarks, each runnable as one command (see bench/README.md)."""

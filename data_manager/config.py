@@ -74,6 +74,19 @@ class WebhooksSchema(Schema):
     max_body_bytes = fields.Integer(load_default=1_048_576, validate=validate.Range(min=1024, max=64 * 1_048_576))
 
 
+class WorkersSchema(Schema):
+    """How workers retry a ticket's sync and how quickly a crashed worker's job is taken over."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    max_attempts = fields.Integer(load_default=6, validate=validate.Range(min=1, max=50))
+    retry_base_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=3600))
+    retry_max_seconds = fields.Float(load_default=900.0, validate=validate.Range(min=0.1, max=86400))
+    job_timeout_seconds = fields.Integer(load_default=600, validate=validate.Range(min=10, max=86400))
+    lease_seconds = fields.Integer(load_default=15, validate=validate.Range(min=3, max=600))
+
+
 @dataclass
 class AppConfig:
     """The validated configuration the service runs with."""
@@ -83,6 +96,7 @@ class AppConfig:
     redis: dict[str, Any] = field(default_factory=dict)
     resync: dict[str, Any] = field(default_factory=dict)
     webhooks: dict[str, Any] = field(default_factory=dict)
+    workers: dict[str, Any] = field(default_factory=lambda: dict(WorkersSchema().load({})))
     source_path: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -179,12 +193,16 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
     webhooks_cfg = _load_schema(
         WebhooksSchema(), substitute_env(_as_mapping(root.get("webhooks"), "webhooks"), "webhooks", env), "webhooks"
     )
+    workers_cfg = _load_schema(
+        WorkersSchema(), substitute_env(_as_mapping(root.get("workers"), "workers"), "workers", env), "workers"
+    )
     return AppConfig(
         data_path=Path(data_path).expanduser(),
         sources=sources,
         redis=redis_cfg,
         resync=resync_cfg,
         webhooks=webhooks_cfg,
+        workers=workers_cfg,
         source_path=source_path,
         warnings=warnings,
     )

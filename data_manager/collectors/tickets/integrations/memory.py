@@ -2,20 +2,30 @@
 
 For tests and prototypes: it has webhooks (a small signed JSON payload), listing and fetching like
 a real system, so the whole pipeline can run without any external server. Backends are looked up
-by name within the process, so the config names which one (`store: default`).
+by name within the process, so the config names which one (`store: default`); with
+`store_path: /some/tickets.json` the tickets live in that file instead, shared by every process
+(web server, workers, scripts) and kept across restarts.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from marshmallow import fields
 
-from data_manager.collectors.tickets.errors import TicketGone, TicketNotFound, WebhookPayloadError
+from data_manager.collectors.tickets.errors import (
+    PermanentError,
+    TicketGone,
+    TicketNotFound,
+    TransientError,
+    WebhookPayloadError,
+)
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
@@ -26,13 +36,13 @@ from data_manager.collectors.tickets.integration import (
     WebhookRequest,
     verify_hmac_signature,
 )
-from data_manager.collectors.tickets.memory_backend import InMemoryBackend
+from data_manager.collectors.tickets.memory_backend import FileBackedBackend, InMemoryBackend
 from data_manager.collectors.tickets.model import Comment, TicketData
 
 SIGNATURE_HEADER = "X-Signature-256"
 _ACTIONS = {"created": EventAction.UPSERT, "updated": EventAction.UPSERT, "deleted": EventAction.DELETE}
 
-_stores: dict[str, InMemoryBackend] = {}
+_stores: dict[str, InMemoryBackend] = {}  # by name, and file-backed ones by "file:<path>"
 _stores_lock = threading.Lock()
 
 
@@ -42,6 +52,17 @@ def named_store(name: str) -> InMemoryBackend:
         return _stores.setdefault(name, InMemoryBackend())
 
 
+def file_store(path: str) -> FileBackedBackend:
+    """The process-wide handle on the file-backed store at `path` (one per resolved path)."""
+    key = f"file:{Path(path).expanduser().resolve()}"
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = FileBackedBackend(Path(path).expanduser())
+        assert isinstance(store, FileBackedBackend)
+        return store
+
+
 def reset_stores() -> None:
     with _stores_lock:
         _stores.clear()
@@ -49,6 +70,8 @@ def reset_stores() -> None:
 
 class InMemoryConfigSchema(IntegrationConfigSchema):
     store = fields.String(load_default="default")
+    # A JSON file holding the tickets, shared across processes and restarts (instead of `store`).
+    store_path = fields.String(load_default=None, allow_none=True)
 
 
 class InMemoryTickets(TicketIntegration):
@@ -63,17 +86,26 @@ class InMemoryTickets(TicketIntegration):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> InMemoryTickets:
-        integration = cls(named_store(config.get("store", "default")))
+        store_path = config.get("store_path")
+        backend = file_store(store_path) if store_path else named_store(config.get("store", "default"))
+        integration = cls(backend)
         integration.apply_common_config(config)
         return integration
 
     # -- TicketIntegration -----------------------------------------------------------------------
     def fetch(self, ticket_id: str) -> TicketSnapshot:
+        fault = self.backend.record_fetch(ticket_id)
+        if fault.error:
+            error = TransientError if fault.error == "transient" else PermanentError
+            message = fault.message or f"simulated {fault.error} failure fetching {ticket_id}"
+            raise error(message, status=fault.status, retry_after=fault.retry_after)
         try:
             data, comments = self.backend.read(ticket_id)
             created_at, updated_at = self.backend.times(ticket_id)
         except TicketNotFound:
             raise TicketGone(ticket_id, "the in-memory backend") from None
+        if fault.delay_seconds:
+            time.sleep(fault.delay_seconds)  # a slow upstream: the data was read before the stall
         return TicketSnapshot(
             ticket_id=ticket_id,
             data=data,

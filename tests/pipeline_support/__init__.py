@@ -1,0 +1,1 @@
+"""Helpers for the pipeline's tests: a private Redis database, configs, and real processes."""

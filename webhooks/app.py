@@ -1,0 +1,225 @@
+"""Flask app factory for the webhook service.
+
+Per request, in this order: unknown or disabled system (404), body too large (413), wrong content
+type (415), authentication by the system's integration (401), parsing and validation (400), then
+one coalesced job per ticket (202 with the job ids). An authenticated event kind we do not act on
+is acknowledged with 200 so the sender does not retry it. Nothing is queued for a refused request.
+If Redis does not answer, the answer is 503 (bounded: well under two seconds), never a 202 without
+a queued job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from marshmallow import ValidationError
+from redis import Redis
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from data_manager.collectors.tickets.errors import WebhookError
+from data_manager.collectors.tickets.integration import TicketEvent, TicketIntegration, WebhookRequest
+from data_manager.collectors.tickets.ticket_manager import TicketManager
+from data_manager.config import AppConfig, config_path, load_config
+from webhooks import metrics as prometheus
+from webhooks.schemas import AcceptedSchema, ErrorSchema, EventSchema, HealthSchema
+from workers.coalesce import Coalescer
+from workers.connection import redis_client
+from workers.logs import log_event
+from workers.metrics import Metrics
+from workers.settings import PipelineSettings
+
+log = logging.getLogger("tickets.webhooks")
+DEFAULT_CONTENT_TYPES = ("application/json",)
+UNKNOWN_SYSTEM_LABEL = "_unknown"  # never a label from the URL: that would let anyone create series
+
+_accepted = AcceptedSchema()
+_error = ErrorSchema()
+_event = EventSchema()
+_health = HealthSchema()
+
+
+@dataclass
+class WebhookService:
+    config: AppConfig
+    redis: Redis
+    integrations: dict[str, TicketIntegration]
+    settings: PipelineSettings
+    coalescer: Coalescer = field(init=False)
+    metrics: Metrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.redis, self.settings.names, flush_interval=1.0)
+        self.coalescer = Coalescer(
+            self.redis, self.settings.names, job_timeout=self.settings.job_timeout_seconds, metrics=self.metrics
+        )
+
+
+def _service() -> WebhookService:
+    return current_app.extensions["tickets"]
+
+
+def error_response(status: int, code: str, message: str, *, system: str | None = None, **details: Any) -> Response:
+    body = _error.dump({"error": code, "message": message, "system": system, "details": details or None})
+    response = jsonify({k: v for k, v in body.items() if v is not None})
+    response.status_code = status
+    return response
+
+
+def accepts_content_type(integration: TicketIntegration, mimetype: str) -> bool:
+    """JSON by default; an integration whose system sends something else says so in `webhook_content_types`."""
+    allowed = tuple(getattr(integration, "webhook_content_types", DEFAULT_CONTENT_TYPES))
+    mimetype = mimetype.lower()
+    if mimetype in allowed:
+        return True
+    return "application/json" in allowed and mimetype.startswith("application/") and mimetype.endswith("+json")
+
+
+def validate_events(events: list[TicketEvent]) -> list[TicketEvent]:
+    """Refuse events an integration should never have produced; keep one per ticket, in order."""
+    seen: dict[str, TicketEvent] = {}
+    for index, event in enumerate(events):
+        if not isinstance(event, TicketEvent):
+            raise WebhookValidationError(f"event {index} is not a TicketEvent", {})
+        try:
+            _event.load({"ticket_id": event.ticket_id, "action": getattr(event.action, "value", event.action),
+                         "delivery_id": event.delivery_id})
+        except ValidationError as exc:
+            raise WebhookValidationError(f"event {index} is invalid", {str(index): exc.messages}) from None
+        seen.setdefault(event.ticket_id, event)
+    return list(seen.values())
+
+
+class WebhookValidationError(Exception):
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        self.message = message
+        self.details = details
+        super().__init__(message)
+
+
+def read_body(limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes even without a Content-Length.
+
+    (Werkzeug's own limit silently truncates a chunked body at the limit; a truncated body would
+    then fail as "bad signature", which is the wrong thing to tell the sender.)
+    """
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = request.stream.read(min(65536, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise RequestEntityTooLarge()
+
+
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/webhooks/<system>")
+def receive(system: str) -> Response | tuple[Response, int]:
+    service = _service()
+    integration = service.integrations.get(system)
+    if integration is None:
+        service.metrics.incr("rejected", UNKNOWN_SYSTEM_LABEL, "not_found")
+        enabled = ", ".join(sorted(service.integrations)) or "none"
+        return error_response(404, "not_found", f"no enabled ticket system called {system!r} (enabled: {enabled})")
+    service.metrics.incr("received", system)
+
+    limit = service.config.webhooks["max_body_bytes"]
+    if request.content_length is not None and request.content_length > limit:
+        return reject(system, 413, "too_large", f"the body is larger than {limit} bytes")
+    if not accepts_content_type(integration, request.mimetype or ""):
+        allowed = ", ".join(getattr(integration, "webhook_content_types", DEFAULT_CONTENT_TYPES))
+        return reject(system, 415, "unsupported_media_type", f"Content-Type must be {allowed}, not {request.mimetype or 'missing'!r}")
+    try:
+        body = read_body(limit)
+    except RequestEntityTooLarge:  # no Content-Length (chunked): the limit is enforced while reading
+        return reject(system, 413, "too_large", f"the body is larger than {limit} bytes")
+
+    webhook = WebhookRequest(body=body, headers=dict(request.headers), query=request.args.to_dict())
+    try:
+        integration.authenticate_webhook(webhook)
+        events = validate_events(integration.parse_webhook(webhook))
+    except WebhookError as exc:
+        return reject(system, exc.http_status, exc.reason, exc.message)
+    except WebhookValidationError as exc:
+        return reject(system, 400, "invalid_event", exc.message, **exc.details)
+
+    if not events:
+        service.metrics.incr("ignored", system)
+        return jsonify(_accepted.dump({"status": "ignored", "system": system, "jobs": []})), 200
+
+    jobs = []
+    for event in events:
+        result = service.coalescer.submit(system, event.ticket_id)
+        jobs.append({"ticket_id": event.ticket_id, "job_id": result.job_id, "outcome": result.outcome.value,
+                     "queue": result.queue})
+        log_event(log, "webhook_event", logging.DEBUG, system=system, ticket=event.ticket_id, job=result.job_id,
+                  outcome=result.outcome.value, delivery=event.delivery_id)
+    return jsonify(_accepted.dump({"status": "accepted", "system": system, "jobs": jobs})), 202
+
+
+def reject(system: str, status: int, code: str, message: str, **details: Any) -> Response:
+    _service().metrics.incr("rejected", system, code)
+    log_event(log, "webhook_rejected", logging.INFO, system=system, status=status, reason=code, message=message)
+    return error_response(status, code, message, system=system, **details)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    service = _service()
+    try:
+        service.redis.ping()
+        redis_state, status = "ok", 200
+    except RedisError as exc:
+        redis_state, status = f"unreachable: {type(exc).__name__}", 503
+    body = _health.dump({
+        "status": "ok" if status == 200 else "unavailable",
+        "redis": redis_state,
+        "config": service.config.source_path or "(in memory)",
+        "systems": sorted(service.integrations),
+    })
+    return jsonify(body), status
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    service = _service()
+    service.metrics.flush()
+    payload = prometheus.render(service.redis, service.settings.names)
+    return Response(payload, mimetype="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _redis_unavailable(exc: RedisError) -> Response:
+    log_event(log, "redis_unavailable", logging.ERROR, path=request.path, error=type(exc).__name__)
+    response = error_response(503, "queue_unavailable", "the job queue (Redis) is not reachable; retry later")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
+    return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+
+def create_app(config: AppConfig | str | os.PathLike[str] | None = None, *, redis: Redis | None = None) -> Flask:
+    """Build the app from an `AppConfig` or a config path (default: `TICKETS_CONFIG`, else ./config.yaml)."""
+    if not isinstance(config, AppConfig):
+        config = load_config(config_path(config))
+    settings = PipelineSettings.from_config(config)
+    manager = TicketManager(config)
+    connection = redis or redis_client(settings.redis_url, socket_timeout=min(settings.socket_timeout, 1.0))
+    app = Flask("webhooks")
+    app.config["MAX_CONTENT_LENGTH"] = config.webhooks["max_body_bytes"]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["tickets"] = WebhookService(config, connection, dict(manager.integrations), settings)
+    app.register_blueprint(bp)
+    app.register_error_handler(RedisError, _redis_unavailable)
+    app.register_error_handler(HTTPException, _http_error)
+    return app

@@ -1,0 +1,342 @@
+"""`tickets`: resync, worker, status, failed list|requeue|purge, check-config (one console script).
+
+`--config PATH` (or TICKETS_CONFIG) picks the config file for every command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from redis.exceptions import RedisError
+
+from data_manager.collectors.tickets.errors import ConfigError
+from data_manager.collectors.tickets.model import parse_datetime
+from data_manager.config import AppConfig, config_path, load_config
+from workers.connection import redacted_url, redis_client
+from workers.logs import configure_logging
+
+
+@dataclass
+class CliState:
+    path: Path
+    _config: AppConfig | None = None
+    _runtime: Any = field(default=None)
+
+    @property
+    def config(self) -> AppConfig:
+        if self._config is None:
+            try:
+                self._config = load_config(self.path)
+            except ConfigError as exc:
+                raise click.ClickException(f"config error: {exc}") from None
+        return self._config
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            from workers.runtime import Runtime
+
+            try:
+                self._runtime = Runtime(self.config)
+                self._runtime.manager  # noqa: B018 - surface integration config errors now
+            except ConfigError as exc:
+                raise click.ClickException(f"config error: {exc}") from None
+        return self._runtime
+
+
+def _redis_or_fail(state: CliState) -> Any:
+    runtime = state.runtime
+    try:
+        runtime.redis.ping()
+    except RedisError as exc:
+        raise click.ClickException(
+            f"Redis at {redacted_url(runtime.settings.redis_url)} is not reachable ({type(exc).__name__}); "
+            f"start it or set redis.url / REDIS_URL"
+        ) from None
+    return runtime
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: $TICKETS_CONFIG, else ./config.yaml).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
+    """Keep a normalised copy of every ticket from your ticket systems."""
+    configure_logging(log_level)
+    ctx.obj = CliState(config_path(config_file))
+
+
+# -- resync ------------------------------------------------------------------------------------------
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 time (e.g. 2024-05-01T12:00:00Z)", param_hint="--since") from None
+
+
+def _check_systems(state: CliState, systems: Sequence[str]) -> list[str] | None:
+    enabled = state.config.enabled_systems
+    unknown = [s for s in systems if s not in enabled]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)} not enabled (enabled: {', '.join(enabled) or 'none'})", param_hint="--system")
+    return list(systems) or None
+
+
+@main.command()
+@click.option("--system", "systems", multiple=True, help="Only this system (repeatable). Default: every enabled one.")
+@click.option("--since", help="Only tickets updated since this ISO time (default: since the stored cursor).")
+@click.option("--full", is_flag=True, help="List everything, and delete what no longer exists upstream.")
+@click.option("--enqueue", is_flag=True, help="Hand each ticket to the workers (bulk queue) instead of fetching here.")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Parallel fetches (default: the system's resync_concurrency).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: bool, enqueue: bool,
+           concurrency: int | None, as_json: bool) -> None:
+    """Resync tickets: incremental from the stored cursor by default."""
+    if since and full:
+        raise click.UsageError("--since and --full exclude each other")
+    since_at = _parse_since(since)
+    selected = _check_systems(state, systems)
+    runtime = state.runtime
+    if not runtime.manager.systems:
+        raise click.ClickException("no ticket system is enabled; enable one under data_manager.sources.tickets")
+    if enqueue:
+        from workers.bulk import enqueue_resync
+
+        _redis_or_fail(state)
+        summaries = enqueue_resync(runtime, systems=selected, since=since_at, full=full)
+        rows = {name: s.as_dict() for name, s in summaries.items()}
+        ok = all(s.ok for s in summaries.values())
+        if as_json:
+            _echo_json(rows)
+        else:
+            for name, s in summaries.items():
+                click.echo(f"{name}: listed {s.listed}, enqueued {s.enqueued}, already queued {s.coalesced}, "
+                           f"deletion candidates {s.deletion_candidates}" + (f" ERROR {s.error}" if s.error else ""))
+        sys.exit(0 if ok else 1)
+
+    from workers.progress import ProgressReporter
+
+    lock = _resync_lock(runtime)
+    reporter = ProgressReporter()
+    try:
+        result = runtime.manager.resync(runtime.persistence, systems=selected, since=since_at, full=full,
+                                        concurrency=concurrency, progress_factory=reporter.factory)
+    finally:
+        reporter.close()
+        if lock is not None:
+            try:
+                lock.release()
+            except RedisError:
+                pass
+    rows = {name: s.as_dict() for name, s in result.summaries.items()}
+    if as_json:
+        _echo_json(rows)
+    else:
+        for name, s in result.summaries.items():
+            line = (f"{name} ({s.mode}{' since ' + s.since if s.since else ''}): fetched {s.fetched}, written {s.written}, "
+                    f"unchanged {s.unchanged}, stale {s.stale}, deleted {s.deleted}, failed {s.failed} "
+                    f"in {s.duration_seconds:.1f}s")
+            click.echo(line)
+            if s.error:
+                click.echo(f"  ERROR {s.error}")
+            for failure in s.failures[:20]:
+                click.echo(f"  failed {failure['ticket_id']}: {failure['error']}")
+            if len(s.failures) > 20:
+                click.echo(f"  ... and {len(s.failures) - 20} more")
+    sys.exit(0 if result.ok else 1)
+
+
+def _resync_lock(runtime: Any) -> Any:
+    """The lock the periodic resync takes; without Redis an inline resync still runs (it needs none)."""
+    try:
+        lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=2 * 3600, blocking=False)
+        if not lock.acquire(blocking=False):
+            raise click.ClickException("another resync is running (a worker's periodic resync or another command); try again later")
+        return lock
+    except RedisError as exc:
+        click.echo(f"warning: Redis not reachable ({type(exc).__name__}); resyncing without the cross-process lock", err=True)
+        return None
+
+
+# -- worker ------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--queue", "queues", multiple=True, help="Queue(s) to work on, in priority order (default: live, then bulk).")
+@click.option("--name", help="Worker name (default: random).")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.option("--no-fork", is_flag=True, help="Run jobs in this process (keeps HTTP keep-alive across jobs; no isolation).")
+@click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler (delayed retries need one somewhere).")
+@click.option("--max-jobs", type=click.IntRange(1), help="Exit after this many jobs.")
+@click.pass_obj
+def worker(state: CliState, queues: tuple[str, ...], name: str | None, burst: bool, no_fork: bool,
+           no_scheduler: bool, max_jobs: int | None) -> None:
+    """Run a worker on the pipeline's queues, with the scheduler."""
+    from workers.worker import run_worker
+
+    runtime = _redis_or_fail(state)
+    queue_names = [runtime.names.live_queue if q == "live" else runtime.names.bulk_queue if q == "bulk" else q for q in queues]
+    try:
+        run_worker(runtime, str(state.path.resolve()), queues=queue_names or None, name=name, burst=burst,
+                   fork=not no_fork, with_scheduler=not no_scheduler, max_jobs=max_jobs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+# -- status ------------------------------------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(state: CliState, as_json: bool) -> None:
+    """Queue depths, workers, failed jobs and the last resync of each system."""
+    from workers.ops import status as gather
+
+    runtime = _redis_or_fail(state)
+    report = gather(runtime.redis, runtime.names, runtime.persistence, state.config.enabled_systems)
+    if as_json:
+        _echo_json(report)
+        return
+    click.echo("queues:")
+    for q in report["queues"]:
+        click.echo(f"  {q['queue']}: {q['queued']} queued, {q['scheduled']} scheduled, {q['running']} running, {q['failed']} failed")
+    click.echo(f"workers: {len(report['workers'])}")
+    for w in report["workers"]:
+        click.echo(f"  {w['name']} [{w['state']}{'' if w['alive'] else ', DEAD'}] on {w['queues']}"
+                   + (f" running {w['current_job']}" if w["current_job"] else ""))
+    click.echo(f"failed jobs: {report['failed']}")
+    click.echo("resync:")
+    for system, info in report["resync"].items():
+        last = info["last_resync"]
+        if not last:
+            click.echo(f"  {system}: never")
+            continue
+        counts = ", ".join(f"{k} {last[k]}" for k in ("fetched", "written", "deleted", "failed", "listed", "enqueued") if k in last)
+        click.echo(f"  {system}: {last.get('finished_at', '?')} ({last.get('mode', '?')}) {counts}"
+                   + (f" ERROR {last['error']}" if last.get("error") else "") + f"; cursor {info['cursor'] or '-'}")
+
+
+# -- failed ------------------------------------------------------------------------------------------
+@main.group()
+def failed() -> None:
+    """Jobs that failed after their last attempt."""
+
+
+@failed.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def failed_list(state: CliState, as_json: bool) -> None:
+    """Job id, system, ticket, error, attempts and when, oldest first."""
+    from workers.ops import failed_jobs
+
+    runtime = _redis_or_fail(state)
+    jobs = failed_jobs(runtime.redis, runtime.names)
+    if as_json:
+        _echo_json([j.as_dict() for j in jobs])
+        return
+    if not jobs:
+        click.echo("no failed jobs")
+        return
+    for j in jobs:
+        when = j.failed_at.isoformat(timespec="seconds") if j.failed_at else "?"
+        click.echo(f"{j.job_id}  {j.system}  {j.ticket_id}  attempts={j.attempts}  {when}\n    {j.error}")
+
+
+def _selection(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> tuple[Any, list[Any]]:
+    from workers.ops import failed_jobs, select
+
+    if not (all_jobs or system or job_ids):
+        raise click.UsageError("say which jobs: --all, --system S, or job ids")
+    runtime = _redis_or_fail(state)
+    chosen, missing = select(failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids)
+    if missing:
+        raise click.ClickException(f"not in the failed registry: {', '.join(missing)}")
+    return runtime, chosen
+
+
+@failed.command("requeue")
+@click.option("--all", "all_jobs", is_flag=True)
+@click.option("--system")
+@click.argument("job_ids", nargs=-1)
+@click.pass_obj
+def failed_requeue(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> None:
+    """Sync the failed jobs' tickets again (and remove them from the failed registry)."""
+    from workers.ops import requeue
+
+    runtime, chosen = _selection(state, all_jobs, system, job_ids)
+    for job in chosen:
+        new_id = requeue(runtime.redis, runtime.coalescer, job)
+        click.echo(f"requeued {job.job_id} ({job.system} {job.ticket_id}) as {new_id}")
+    click.echo(f"{len(chosen)} job(s) requeued")
+
+
+@failed.command("purge")
+@click.option("--all", "all_jobs", is_flag=True)
+@click.option("--system")
+@click.argument("job_ids", nargs=-1)
+@click.pass_obj
+def failed_purge(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> None:
+    """Delete failed jobs without running them again."""
+    from workers.ops import purge
+
+    runtime, chosen = _selection(state, all_jobs, system, job_ids)
+    for job in chosen:
+        purge(runtime.redis, job)
+    click.echo(f"{len(chosen)} job(s) purged")
+
+
+# -- check-config ------------------------------------------------------------------------------------
+@main.command("check-config")
+@click.pass_obj
+def check_config(state: CliState) -> None:
+    """Show what is enabled, the settings (secrets redacted), warnings and errors."""
+    from data_manager.collectors.tickets.ticket_manager import TicketManager
+
+    click.echo(f"config: {state.path}")
+    try:
+        config = load_config(state.path)
+        TicketManager(config).close()
+    except ConfigError as exc:
+        click.echo(f"ERROR {exc}", err=True)
+        sys.exit(1)
+    from workers.settings import PipelineSettings
+
+    settings = PipelineSettings.from_config(config)
+    click.echo(f"data_path: {config.data_path}")
+    click.echo(f"enabled systems: {', '.join(config.enabled_systems) or 'none'}")
+    shown = {name: cfg for name, cfg in config.redacted_sources().items() if cfg.get("enabled")}
+    if shown:
+        click.echo(yaml.safe_dump({"sources": shown}, sort_keys=True, default_flow_style=False).rstrip())
+    click.echo(f"redis: {redacted_url(settings.redis_url)} (key prefix {settings.key_prefix!r}, queues "
+               f"{', '.join(settings.names.queues)})")
+    click.echo(f"workers: {yaml.safe_dump(config.workers, default_flow_style=True).strip()}")
+    click.echo(f"resync: {yaml.safe_dump(config.resync, default_flow_style=True).strip()}")
+    click.echo(f"webhooks: {yaml.safe_dump(config.webhooks, default_flow_style=True).strip()}")
+    warnings = list(config.warnings)
+    if not config.enabled_systems:
+        warnings.append("no ticket system is enabled: the webhook service has no endpoints and resync does nothing")
+    try:
+        redis_client(settings.redis_url, socket_timeout=1.0).ping()
+    except RedisError as exc:
+        warnings.append(f"Redis at {redacted_url(settings.redis_url)} is not reachable now ({type(exc).__name__})")
+    for warning in warnings:
+        click.echo(f"WARNING {warning}")
+    click.echo("ok" if not warnings else f"ok, with {len(warnings)} warning(s)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

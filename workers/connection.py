@@ -1,0 +1,35 @@
+"""Redis clients with bounded waits: a webhook must answer 503 in under two seconds when Redis is down."""
+
+from __future__ import annotations
+
+from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+
+def redis_client(url: str, *, socket_timeout: float = 1.0, connect_timeout: float | None = None, retries: int = 1) -> Redis:
+    """A client that gives up quickly.
+
+    Only refused/reset connections are retried (once, after 50 ms, to ride out a restart blip);
+    timeouts are not, so one stalled command costs at most `socket_timeout`. RQ raises the socket
+    timeout of a worker's own connection above its blocking-dequeue timeout by itself.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout if connect_timeout is not None else min(socket_timeout, 0.5),
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries, supported_errors=(RedisConnectionError,)),
+        retry_on_timeout=False,
+        health_check_interval=30,
+    )
+
+
+def redacted_url(url: str) -> str:
+    """The Redis URL without its password, for logs and `check-config`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}://{user + ':' if user else ''}***@{host}"

@@ -1,0 +1,228 @@
+"""Prompt recovery of jobs whose worker died mid-job (kill -9, OOM, lost machine).
+
+RQ notices an abandoned job only when its heartbeat expires and a maintenance pass runs (minutes),
+and then fails it. We want it re-run, and soon. So every `tickets worker` holds a lease: a key
+with a short TTL that a background thread refreshes, plus a small info hash (host identity, pid,
+horse pid, scheduler name). A started job whose worker has no lease any more, or whose worker was
+on this very host and its processes are gone, is put back on its queue, and the per-ticket
+coalescing state is told so. Workers started as plain `rq worker` hold no lease; their jobs are
+recovered once RQ's own worker registration has expired.
+
+Every worker runs the scan on start (before its scheduler takes the queue locks) and then every
+few seconds, under a Redis lock so two scans never requeue the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.worker_registration import unregister
+
+from workers.coalesce import JOB_FUNCTION, Coalescer
+from workers.logs import log_event
+from workers.settings import Names
+
+log = logging.getLogger("tickets.recovery")
+INFO_TTL_SECONDS = 7 * 24 * 3600
+SCHEDULER_LOCK = "rq:scheduler-lock:{}"
+
+
+@lru_cache(maxsize=1)
+def host_identity() -> str:
+    """Same boot and same pid namespace means a pid check here is meaningful for that worker."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(open(path).read().strip() if "boot_id" in path else str(os.stat(path).st_ino))
+        except OSError:
+            parts.append("?")
+    return "/".join(parts)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is dead for our purposes
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class WorkerInfo:
+    host: str
+    pid: int
+    horse_pid: int = 0
+    scheduler: str = ""
+
+
+class Lease:
+    """Proves a worker alive; its thread also runs `on_tick` (recovery, periodic scheduling)."""
+
+    def __init__(
+        self,
+        redis_url_client: Callable[[], Redis],
+        names: Names,
+        worker: Worker,
+        lease_seconds: int,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.connection = redis_url_client()  # its own connection: never shared with the worker
+        self.names = names
+        self.worker = worker
+        self.lease_seconds = lease_seconds
+        self.on_tick = on_tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def info(self) -> WorkerInfo:
+        scheduler = getattr(self.worker, "scheduler", None)
+        return WorkerInfo(host_identity(), os.getpid(), int(self.worker.horse_pid or 0), getattr(scheduler, "name", "") or "")
+
+    def renew(self) -> None:
+        name = self.worker.name
+        with self.connection.pipeline() as pipe:
+            pipe.sadd(self.names.leased_workers, name)
+            pipe.set(self.names.worker_lease(name), "1", ex=self.lease_seconds)
+            pipe.set(self.names.worker_lease(name) + ":info", json.dumps(vars(self.info())), ex=INFO_TTL_SECONDS)
+            pipe.execute()
+
+    def start(self) -> None:
+        self.renew()
+        self._thread = threading.Thread(target=self._run, name="worker-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        interval = max(0.5, self.lease_seconds / 3)
+        while not self._stop.wait(interval):
+            try:
+                self.renew()
+                if self.on_tick:
+                    self.on_tick()
+            except RedisError as exc:
+                log.warning("worker lease renewal failed: %s", exc)
+            except Exception:
+                log.exception("worker maintenance failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        try:
+            name = self.worker.name
+            self.connection.delete(self.names.worker_lease(name), self.names.worker_lease(name) + ":info")
+            self.connection.srem(self.names.leased_workers, name)
+        except RedisError:
+            pass
+
+
+def _worker_info(connection: Redis, names: Names, worker_name: str) -> WorkerInfo | None:
+    raw = connection.get(names.worker_lease(worker_name) + ":info")
+    if raw is None:
+        return None
+    try:
+        return WorkerInfo(**json.loads(raw))
+    except (ValueError, TypeError):
+        return None
+
+
+def worker_is_dead(connection: Redis, names: Names, worker_name: str) -> bool:
+    if not worker_name:
+        return False
+    if connection.sismember(names.leased_workers, worker_name):
+        if not connection.exists(names.worker_lease(worker_name)):
+            return True
+        info = _worker_info(connection, names, worker_name)
+        if info is not None and info.host == host_identity():
+            return not pid_alive(info.pid) and not (info.horse_pid and pid_alive(info.horse_pid))
+        return False
+    return not connection.exists(Worker.redis_worker_namespace_prefix + worker_name)
+
+
+def _forget_worker(connection: Redis, names: Names, worker_name: str) -> None:
+    """Drop a dead worker's registration, lease and (if it held them) its scheduler locks."""
+    info = _worker_info(connection, names, worker_name)
+    key = Worker.redis_worker_namespace_prefix + worker_name
+    worker = Worker.find_by_key(key, connection=connection)
+    with connection.pipeline() as pipe:
+        if worker is not None:
+            unregister(worker, pipeline=pipe)
+        pipe.delete(key, names.worker_lease(worker_name), names.worker_lease(worker_name) + ":info")
+        pipe.srem(names.leased_workers, worker_name)
+        pipe.execute()
+    if info and info.scheduler:
+        for queue_name in names.queues:
+            lock = SCHEDULER_LOCK.format(queue_name)
+            if connection.get(lock) == info.scheduler.encode():
+                connection.delete(lock)
+
+
+def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> list[str]:
+    """Requeue started jobs whose worker is dead; returns their ids."""
+    lock = connection.lock(names.lock("recover"), timeout=60, blocking=False)
+    if not lock.acquire(blocking=False):
+        return []
+    recovered: list[str] = []
+    dead: set[str] = set()
+    try:
+        for queue_name in names.queues:
+            queue = Queue(queue_name, connection=connection)
+            registry = StartedJobRegistry(queue_name, connection=connection)
+            for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+                composite = f"{job_id}:{execution_id}"
+                try:
+                    job = Job.fetch(job_id, connection=connection)
+                except NoSuchJobError:
+                    connection.zrem(registry.key, composite)
+                    continue
+                if not worker_is_dead(connection, names, job.worker_name or ""):
+                    continue
+                dead.add(job.worker_name or "")
+                _requeue(connection, coalescer, queue, registry, job, composite)
+                recovered.append(job_id)
+                log_event(log, "job_recovered", logging.WARNING, job=job_id, queue=queue_name, dead_worker=job.worker_name,
+                          system=job.meta.get("system"), ticket=job.meta.get("ticket_id"))
+        for worker in Worker.all(connection=connection):
+            if worker.name not in dead and connection.sismember(names.leased_workers, worker.name):
+                if worker_is_dead(connection, names, worker.name):
+                    dead.add(worker.name)
+        for worker_name in dead - {""}:
+            _forget_worker(connection, names, worker_name)
+    finally:
+        try:
+            lock.release()
+        except RedisError:
+            pass
+    return recovered
+
+
+def _requeue(connection: Redis, coalescer: Coalescer, queue: Queue, registry: StartedJobRegistry, job: Job, composite: str) -> None:
+    with connection.pipeline() as pipe:
+        pipe.multi()
+        pipe.zrem(registry.key, composite)
+        job.started_at = None
+        job.worker_name = None
+        queue.enqueue_job(job, pipeline=pipe, at_front=True)
+        if job.func_name == JOB_FUNCTION:
+            coalescer.mark_requeued(job.meta["system"], job.meta["ticket_id"], job.id, queue.name, pipe)
+        pipe.execute()

@@ -1,0 +1,73 @@
+"""`tickets worker`: an RQ worker on the live and bulk queues (live first), with the scheduler.
+
+Around RQ's own worker it adds: the runtime built once before forking, a lease proving it alive,
+prompt recovery of jobs a dead worker left behind (at start and every few seconds), and the
+periodic resync's scheduling.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from rq import Queue, SimpleWorker, Worker
+
+from workers.connection import redis_client
+from workers.logs import log_event
+from workers.periodic import ensure_scheduled
+from workers.recovery import Lease, recover_abandoned
+from workers.runtime import Runtime, install_runtime
+
+log = logging.getLogger("tickets.worker")
+
+
+def build_worker(runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True) -> Worker:
+    connection = redis_client(runtime.settings.redis_url, socket_timeout=max(runtime.settings.socket_timeout, 5.0))
+    queue_names = list(queues or runtime.names.queues)
+    unknown = [q for q in queue_names if q not in runtime.names.queues]
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}")
+    worker_class = Worker if fork else SimpleWorker
+    return worker_class([Queue(q, connection=connection) for q in queue_names], connection=connection, name=name)
+
+
+def run_worker(
+    runtime: Runtime,
+    config_path: str,
+    *,
+    queues: Sequence[str] | None = None,
+    name: str | None = None,
+    burst: bool = False,
+    fork: bool = True,
+    with_scheduler: bool = True,
+    max_jobs: int | None = None,
+    logging_level: str = "INFO",
+) -> bool:
+    install_runtime(runtime, config_path)
+    runtime.manager  # build integrations once, before the first fork  # noqa: B018
+    worker = build_worker(runtime, queues, name=name, fork=fork)
+    settings, names = runtime.settings, runtime.names
+
+    def maintenance_client():  # type: ignore[no-untyped-def]
+        return redis_client(settings.redis_url, socket_timeout=max(settings.socket_timeout, 5.0))
+
+    maintenance = maintenance_client()
+    from workers.coalesce import Coalescer
+
+    coalescer = Coalescer(maintenance, names, job_timeout=settings.job_timeout_seconds)
+
+    def tick() -> None:
+        recovered = recover_abandoned(maintenance, names, coalescer)
+        if recovered:
+            log_event(log, "recovered_jobs", logging.WARNING, count=len(recovered))
+        ensure_scheduled(maintenance, names, settings.resync_interval_minutes)
+
+    lease = Lease(maintenance_client, names, worker, settings.lease_seconds, on_tick=tick)
+    lease.start()  # before recovery, so this worker never looks dead to itself
+    try:
+        tick()
+        log_event(log, "worker_started", worker=worker.name, queues=",".join(q.name for q in worker.queues),
+                  scheduler=with_scheduler, fork=fork)
+        return bool(worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level))
+    finally:
+        lease.stop()
