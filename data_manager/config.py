@@ -80,9 +80,9 @@ class WorkersSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    max_attempts = fields.Integer(load_default=6, validate=validate.Range(min=1, max=50))
+    max_attempts = fields.Integer(load_default=12, validate=validate.Range(min=1, max=50))
     retry_base_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0.1, max=3600))
-    retry_max_seconds = fields.Float(load_default=900.0, validate=validate.Range(min=0.1, max=86400))
+    retry_max_seconds = fields.Float(load_default=1800.0, validate=validate.Range(min=0.1, max=86400))
     job_timeout_seconds = fields.Integer(load_default=600, validate=validate.Range(min=10, max=86400))
     lease_seconds = fields.Integer(load_default=15, validate=validate.Range(min=3, max=600))
 

@@ -71,9 +71,9 @@ class Verdict:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = 12
     base_seconds: float = 10.0
-    max_seconds: float = 900.0
+    max_seconds: float = 1800.0
 
     def backoff(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Delay before attempt `attempt + 1`: exponential with "equal jitter", or the server's wish plus a little."""

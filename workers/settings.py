@@ -10,20 +10,26 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from data_manager.config import RedisSchema, ResyncSchema, WorkersSchema
+
+# One source of defaults: the config schemas (what an empty config section loads as).
+_REDIS = RedisSchema().load({})
+_WORKERS = WorkersSchema().load({})
+_RESYNC = ResyncSchema().load({})
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    redis_url: str = "redis://localhost:6379/0"
-    key_prefix: str = "tickets"
-    socket_timeout: float = 1.0
-    max_attempts: int = 6
-    retry_base_seconds: float = 10.0
-    retry_max_seconds: float = 900.0
-    job_timeout_seconds: int = 600
-    lease_seconds: int = 15
-    resync_interval_minutes: int = 0
+    redis_url: str = _REDIS["url"]
+    key_prefix: str = _REDIS["key_prefix"]
+    socket_timeout: float = _REDIS["socket_timeout"]
+    max_attempts: int = _WORKERS["max_attempts"]
+    retry_base_seconds: float = _WORKERS["retry_base_seconds"]
+    retry_max_seconds: float = _WORKERS["retry_max_seconds"]
+    job_timeout_seconds: int = _WORKERS["job_timeout_seconds"]
+    lease_seconds: int = _WORKERS["lease_seconds"]
+    resync_interval_minutes: int = _RESYNC["interval_minutes"]
 
     @classmethod
     def from_config(cls, config: Any) -> PipelineSettings:
@@ -31,14 +37,14 @@ class PipelineSettings:
         redis_cfg, workers_cfg, resync_cfg = config.redis, config.workers, config.resync
         return cls(
             redis_url=redis_cfg["url"],
-            key_prefix=redis_cfg.get("key_prefix") or "tickets",
-            socket_timeout=float(redis_cfg.get("socket_timeout", 1.0)),
-            max_attempts=int(workers_cfg.get("max_attempts", 6)),
-            retry_base_seconds=float(workers_cfg.get("retry_base_seconds", 10.0)),
-            retry_max_seconds=float(workers_cfg.get("retry_max_seconds", 900.0)),
-            job_timeout_seconds=int(workers_cfg.get("job_timeout_seconds", 600)),
-            lease_seconds=int(workers_cfg.get("lease_seconds", 15)),
-            resync_interval_minutes=int(resync_cfg.get("interval_minutes", 0)),
+            key_prefix=redis_cfg.get("key_prefix") or cls.key_prefix,
+            socket_timeout=float(redis_cfg.get("socket_timeout", cls.socket_timeout)),
+            max_attempts=int(workers_cfg.get("max_attempts", cls.max_attempts)),
+            retry_base_seconds=float(workers_cfg.get("retry_base_seconds", cls.retry_base_seconds)),
+            retry_max_seconds=float(workers_cfg.get("retry_max_seconds", cls.retry_max_seconds)),
+            job_timeout_seconds=int(workers_cfg.get("job_timeout_seconds", cls.job_timeout_seconds)),
+            lease_seconds=int(workers_cfg.get("lease_seconds", cls.lease_seconds)),
+            resync_interval_minutes=int(resync_cfg.get("interval_minutes", cls.resync_interval_minutes)),
         )
 
     @property
