@@ -34,7 +34,6 @@ from workers.metrics import Metrics
 from workers.settings import PipelineSettings
 
 log = logging.getLogger("tickets.webhooks")
-DEFAULT_CONTENT_TYPES = ("application/json",)
 UNKNOWN_SYSTEM_LABEL = "_unknown"  # never a label from the URL: that would let anyone create series
 
 _accepted = AcceptedSchema()
@@ -72,7 +71,7 @@ def error_response(status: int, code: str, message: str, *, system: str | None =
 
 def accepts_content_type(integration: TicketIntegration, mimetype: str) -> bool:
     """JSON by default; an integration whose system sends something else says so in `webhook_content_types`."""
-    allowed = tuple(getattr(integration, "webhook_content_types", DEFAULT_CONTENT_TYPES))
+    allowed = integration.webhook_content_types
     mimetype = mimetype.lower()
     if mimetype in allowed:
         return True
@@ -136,7 +135,7 @@ def receive(system: str) -> Response | tuple[Response, int]:
     if request.content_length is not None and request.content_length > limit:
         return reject(system, 413, "too_large", f"the body is larger than {limit} bytes")
     if not accepts_content_type(integration, request.mimetype or ""):
-        allowed = ", ".join(getattr(integration, "webhook_content_types", DEFAULT_CONTENT_TYPES))
+        allowed = ", ".join(integration.webhook_content_types)
         return reject(system, 415, "unsupported_media_type", f"Content-Type must be {allowed}, not {request.mimetype or 'missing'!r}")
     try:
         body = read_body(limit)

@@ -132,6 +132,8 @@ class TicketIntegration(abc.ABC):
     config_schema: ClassVar[type[Schema]] = IntegrationConfigSchema
     # Names of config keys that hold secrets; they are redacted wherever config is shown.
     secret_keys: ClassVar[frozenset[str]] = frozenset({"webhook_secret"})
+    # Media types this system's webhooks arrive as (JSON unless a system sends e.g. SOAP/XML).
+    webhook_content_types: ClassVar[tuple[str, ...]] = ("application/json",)
 
     webhook_secret: str | None = None
     webhook_unauthenticated: bool = False
