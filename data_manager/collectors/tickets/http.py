@@ -190,6 +190,10 @@ class ApiClient:
     def get_json(self, path: str, **kwargs: Any) -> Any:
         return self._json(self.request("GET", path, **kwargs))
 
+    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """`request`, then the body as JSON (None when empty); a non-JSON body is a `TransientError`."""
+        return self._json(self.request(method, path, **kwargs))
+
     def _json(self, response: requests.Response) -> Any:
         if not response.content:
             return None

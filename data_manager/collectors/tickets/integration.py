@@ -11,6 +11,7 @@ import abc
 import hashlib
 import hmac
 import importlib
+import json
 import pkgutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 from marshmallow import EXCLUDE, Schema, fields, validate
 from requests.structures import CaseInsensitiveDict
 
-from data_manager.collectors.tickets.errors import ConfigError, WebhookAuthError
+from data_manager.collectors.tickets.errors import ConfigError, WebhookAuthError, WebhookPayloadError
 from data_manager.collectors.tickets.model import Comment, TicketData
 
 
@@ -87,6 +88,17 @@ def constant_time_equal(given: str | bytes | None, expected: str | bytes) -> boo
     given_bytes = given.encode() if isinstance(given, str) else given
     expected_bytes = expected.encode() if isinstance(expected, str) else expected
     return hmac.compare_digest(given_bytes, expected_bytes)
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A webhook body parsed as a JSON object, or `WebhookPayloadError` saying why it is not one."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise WebhookPayloadError("body must be a JSON object")
+    return payload
 
 
 _HMAC_ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "sha512": hashlib.sha512}

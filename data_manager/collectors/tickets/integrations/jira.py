@@ -49,6 +49,7 @@ from data_manager.collectors.tickets.integration import (
     TicketRef,
     TicketSnapshot,
     WebhookRequest,
+    json_object,
     verify_hmac_signature,
 )
 from data_manager.collectors.tickets.integrations._jira_adf import adf_to_text, text_to_adf
@@ -319,15 +320,7 @@ class JiraTickets(TicketIntegration):
         return "/".join([self._api, *(quote(str(part), safe="") for part in parts)])
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.client.request(method, path, **kwargs)
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise TransientError(
-                self.client.redact(f"{method} {response.url}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}")
-            ) from None
+        return self.client.request_json(method, path, **kwargs)
 
     def _object(self, value: Any, what: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -530,12 +523,7 @@ class JiraTickets(TicketIntegration):
 
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         """Issue and comment events → the issue to re-fetch (or delete); other kinds are acknowledged as []."""
-        try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise WebhookPayloadError("body must be a JSON object")
+        payload = json_object(request.body)
         event = payload.get("webhookEvent")
         if not isinstance(event, str) or not event.strip():
             raise WebhookPayloadError("missing 'webhookEvent'")

@@ -9,7 +9,6 @@ by name within the process, so the config names which one (`store: default`); wi
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from data_manager.collectors.tickets.integration import (
     TicketRef,
     TicketSnapshot,
     WebhookRequest,
+    json_object,
     verify_hmac_signature,
 )
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend, InMemoryBackend
@@ -124,12 +124,7 @@ class InMemoryTickets(TicketIntegration):
 
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         """`{"ticket_id": "T000001", "action": "created|updated|deleted", "delivery_id": "..."}`."""
-        try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise WebhookPayloadError("body must be a JSON object")
+        payload = json_object(request.body)
         ticket_id = payload.get("ticket_id")
         if not isinstance(ticket_id, str) or not ticket_id.strip():
             raise WebhookPayloadError("'ticket_id' must be a non-empty string")

@@ -44,7 +44,6 @@ Webhooks
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -74,6 +73,7 @@ from data_manager.collectors.tickets.integration import (
     TicketRef,
     TicketSnapshot,
     WebhookRequest,
+    json_object,
     constant_time_equal,
     verify_hmac_signature,
 )
@@ -832,12 +832,7 @@ def _full_name(user: Mapping[str, Any]) -> str:
 # -- webhook payloads ----------------------------------------------------------------------------
 def parse_redmine_webhook(body: bytes) -> list[TicketEvent]:
     """Events in a plugin or native Redmine webhook body; [] for kinds we do not act on."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise WebhookPayloadError("body must be a JSON object")
+    payload = json_object(body)
     if "payload" in payload:
         return _plugin_events(payload["payload"])
     if "type" in payload:
