@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 from rq.job import Job
+from rq.registry import FailedJobRegistry
 
 from tests.pipeline_support.configs import SECRET
 from tests.pipeline_support.processes import wait_for
@@ -88,11 +89,17 @@ def signed(payload: dict[str, Any], secret: str = SECRET) -> tuple[bytes, dict[s
 
 
 class RedmineStack:
-    def __init__(self, server: RedmineServer, admin: RedmineAdmin, project: dict[str, Any], stack: PipelineStack) -> None:
+    def __init__(self, server: RedmineServer, admin: RedmineAdmin, project: dict[str, Any], stack: PipelineStack,
+                 api_user: dict[str, Any]) -> None:
         self.server = server
         self.admin = admin
         self.project = project
         self.stack = stack
+        self.api_user = api_user  # whose key the pipeline uses
+
+    def set_api_user_status(self, status: int) -> None:
+        """1 active, 3 locked: Redmine then answers the user's key with 401."""
+        self.admin.call("PUT", f"users/{self.api_user['id']}.json", json={"user": {"status": status}})
 
     def issue(self, issue_id: int) -> dict[str, Any]:
         return self.admin.get_issue(issue_id)
@@ -118,16 +125,20 @@ class RedmineStack:
 @pytest.fixture(scope="module")
 def redmine(redmine_server: RedmineServer, redmine_admin: RedmineAdmin, redmine_project: dict[str, Any],
             tmp_path_factory: pytest.TempPathFactory, module_redis_url: str) -> Iterator[RedmineStack]:
-    section = {"enabled": True, "base_url": redmine_server.url, "api_key": redmine_server.api_key,
+    """The pipeline reading Redmine as a project manager (not an admin), as it would in production."""
+    api_user = redmine_admin.create_user("e2e-sync", firstname="Sync", lastname="Bot")
+    redmine_admin.add_member(redmine_project["identifier"], api_user["id"], "Manager")
+    section = {"enabled": True, "base_url": redmine_server.url, "api_key": api_user["api_key"],
                "project_id": redmine_project["identifier"], "webhook_secret": SECRET, "resync_concurrency": 4}
     stack = PipelineStack(tmp_path_factory.mktemp("redmine"), module_redis_url, {"redmine": section},
                           key_prefix="e2e-redmine")
     try:
         stack.web(env={"WEB_ACCESS_LOG": "-"})  # the access log must not show the plugin's ?token= either
         stack.worker()
-        yield RedmineStack(redmine_server, redmine_admin, redmine_project, stack)
+        yield RedmineStack(redmine_server, redmine_admin, redmine_project, stack, api_user)
     finally:
         stack.close()
+        redmine_admin.delete_user(api_user["id"])
 
 
 def test_plugin_webhook_with_token_stores_the_new_note(redmine: RedmineStack) -> None:
@@ -163,6 +174,8 @@ def test_private_note_is_never_stored(redmine: RedmineStack) -> None:
     redmine.admin.update_issue(issue_id, notes="INTERNAL: customer is on the legacy price plan", private_notes=True)
     issue = redmine.issue(issue_id)
     assert issue["journals"][-1]["private_notes"] is True  # the webhook announces the private note itself
+    as_api_user = redmine.admin.get_issue(issue_id, key=redmine.api_user["api_key"])
+    assert "legacy price plan" in as_api_user["journals"][-1]["notes"]  # Redmine shows it to our user: we must drop it
     redmine.wait_finished(redmine.send_native(issue))
     content = redmine.stack.stored("redmine", str(issue_id))
     assert "Refund approved" in content and "Comments (1):" in content
@@ -179,6 +192,42 @@ def test_native_issue_deleted_removes_the_copy(redmine: RedmineStack) -> None:
     response = redmine.send_native(last_seen, "issue.deleted")
     assert response.status_code == 202, response.text
     redmine.stack.wait_gone("redmine", str(issue_id))
+
+
+def test_issue_of_another_project_is_not_stored(redmine: RedmineStack) -> None:
+    other = redmine.admin.create_project("e2e-other")
+    try:
+        redmine.admin.add_member(other["identifier"], redmine.api_user["id"], "Manager")  # visible, but not ours
+        issue_id = int(redmine.admin.create_issue(other["identifier"], "Belongs to another team")["id"])
+        redmine.admin.update_issue(issue_id, notes="Their business")
+        redmine.wait_finished(redmine.send_plugin(issue_id))
+        assert not redmine.stack.stored("redmine", str(issue_id))
+        redmine.stack.wait_log("worker", rf"job_done system=redmine ticket={issue_id} .*outcome=absent")
+    finally:
+        redmine.admin.delete_project(other["identifier"])
+
+
+def test_refused_api_key_fails_the_job_keeps_the_copy_and_requeue_heals(redmine: RedmineStack) -> None:
+    issue_id = redmine.new_issue("Kept while our key is refused")
+    assert redmine.send_plugin(issue_id, action="opened").status_code == 202
+    redmine.stack.wait_stored("redmine", str(issue_id), "Title: Kept while our key is refused")
+    redmine.admin.update_issue(issue_id, notes="Written while the key was refused")
+    redmine.set_api_user_status(3)
+    try:
+        job_id = redmine.send_plugin(issue_id).json()["jobs"][0]["job_id"]
+        registry = FailedJobRegistry(redmine.stack.names.live_queue, connection=redmine.stack.redis)
+        wait_for(lambda: job_id in registry.get_job_ids(), 20, what="the job in the failed registry")
+        [failed] = [f for f in redmine.stack.failed() if f["ticket_id"] == str(issue_id)]
+        assert (failed["job_id"], failed["attempts"]) == (job_id, 1) and "answered 401" in failed["error"]
+        content = redmine.stack.stored("redmine", str(issue_id))  # a refused key is no reason to drop the copy
+        assert "Title: Kept while our key is refused" in content and "Written while" not in content
+    finally:
+        redmine.set_api_user_status(1)
+
+    result = redmine.stack.cli("failed", "requeue", "--all")
+    assert result.returncode == 0 and f"requeued {job_id} (redmine {issue_id})" in result.stdout, result.stdout
+    redmine.stack.wait_stored("redmine", str(issue_id), "Written while the key was refused")
+    assert redmine.api_user["api_key"] not in redmine.stack.logs() + failed["error"]
 
 
 def test_wrong_token_or_signature_is_refused_and_nothing_is_queued(redmine: RedmineStack) -> None:
