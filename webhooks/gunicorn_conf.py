@@ -15,6 +15,9 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None  # e.g. "-" for stdout
+# gunicorn's default format with the path instead of the raw request line: the redmine_webhook plugin can
+# only send its shared secret in the URL (`?token=...`), and no secret may reach a log.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
 # gunicorn >= 25 opens a control socket at one fixed per-user path; several servers on one host

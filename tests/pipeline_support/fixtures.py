@@ -30,6 +30,14 @@ def redis_url(redis_database: int) -> str:
     return url
 
 
+@pytest.fixture(scope="module")
+def module_redis_url(redis_database: int) -> str:
+    """The private database flushed once, for a module whose tests share long-running processes."""
+    url = redis_db.url_for(redis_database)
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
 @pytest.fixture
 def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)

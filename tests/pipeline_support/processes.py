@@ -99,14 +99,14 @@ class Process:
 
 
 def start_web(config: Path, log_dir: Path, *, workers: int = 2, threads: int = 4, app: str = "webhooks.wsgi:app",
-              name: str = "web", wait: bool = True) -> tuple[Process, str]:
+              name: str = "web", wait: bool = True, env: dict[str, str] | None = None) -> tuple[Process, str]:
     port = free_port()
     proc = Process(
         name,
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhooks" / "gunicorn_conf.py"), app],
         log_dir,
         env={"TICKETS_CONFIG": str(config), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
-             "WEB_THREADS": str(threads), "WEB_LOG_LEVEL": "warning"},
+             "WEB_THREADS": str(threads), "WEB_LOG_LEVEL": "warning", **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     if wait:
