@@ -2,7 +2,9 @@
 
 Used by `tickets resync --enqueue` and the periodic resync. Listing happens here; fetching happens
 in the workers, with their retries and the failed registry. Deletion candidates of a full resync
-are queued too: the job's fetch confirms the ticket is gone before anything is deleted. The cursor
+(stored, but not listed) are settled here, inline, by the resync engine's own rule: fetched first,
+removed when gone or long unchanged outside the listing's scope; they are few, and a sync job
+could not tell them from an ordinary ticket. The cursor
 advances once every listed ticket has a durable job, because from then on a failure is visible
 (and requeueable) in `tickets failed list`.
 """
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from data_manager.collectors.tickets.resync import plan_resync
+from data_manager.collectors.tickets.resync import ResyncPlan, plan_resync, run_resync
 from workers.coalesce import Submission
 from workers.logs import log_event
 from workers.runtime import Runtime
@@ -31,9 +33,11 @@ class EnqueueSummary:
     since: str = ""
     listed: int = 0
     deletion_candidates: int = 0
+    deleted: int = 0  # candidates gone upstream
+    out_of_scope: int = 0  # candidates that exist but are outside the listing's scope
     enqueued: int = 0
     coalesced: int = 0
-    failed: int = 0  # tickets that could not be queued
+    failed: int = 0  # tickets that could not be queued, or candidates that could not be settled
     error: str = ""  # the listing failed
     cursor: str = ""
     duration_seconds: float = 0.0
@@ -69,12 +73,17 @@ def enqueue_resync(
         summary.since = plan.since_used.isoformat() if plan.since_used else ""
         summary.listed = len(plan.refs)
         summary.deletion_candidates = len(plan.to_delete)
-        for ticket_id in [ref.ticket_id for ref in plan.refs] + sorted(plan.to_delete):
-            result = coalescer.submit(system, ticket_id, queue=runtime.names.bulk_queue)
+        for ref in plan.refs:
+            result = coalescer.submit(system, ref.ticket_id, queue=runtime.names.bulk_queue)
             if result.outcome is Submission.ENQUEUED:
                 summary.enqueued += 1
             else:
                 summary.coalesced += 1
+        if plan.to_delete:
+            candidates_only = ResyncPlan(system, [], True, plan.since_used, plan.previous_cursor, None, plan.to_delete, plan.listed_at)
+            settled = run_resync(runtime.integration(system), persistence, candidates_only)
+            summary.deleted, summary.out_of_scope = settled.deleted, settled.out_of_scope
+            summary.failed += settled.failed
         if plan.new_cursor is not None:
             persistence.set_cursor(system, plan.new_cursor)
         cursor = persistence.get_cursor(system)
@@ -82,5 +91,6 @@ def enqueue_resync(
         summary.duration_seconds = round(time.monotonic() - started, 3)
         persistence.record_resync(system, summary.as_dict())
         log_event(log, "resync_enqueued", system=system, mode=summary.mode, listed=summary.listed,
-                  enqueued=summary.enqueued, coalesced=summary.coalesced, deletion_candidates=summary.deletion_candidates)
+                  enqueued=summary.enqueued, coalesced=summary.coalesced, deletion_candidates=summary.deletion_candidates,
+                  deleted=summary.deleted, out_of_scope=summary.out_of_scope)
     return summaries

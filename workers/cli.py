@@ -128,7 +128,8 @@ def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: b
         else:
             for name, s in summaries.items():
                 click.echo(f"{name}: listed {s.listed}, enqueued {s.enqueued}, already queued {s.coalesced}, "
-                           f"deletion candidates {s.deletion_candidates}" + (f" ERROR {s.error}" if s.error else ""))
+                           f"deletion candidates {s.deletion_candidates} (deleted {s.deleted}, out of scope "
+                           f"{s.out_of_scope}, failed {s.failed})" + (f" ERROR {s.error}" if s.error else ""))
         sys.exit(0 if ok else 1)
 
     from workers.progress import ProgressReporter
@@ -151,7 +152,8 @@ def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: b
     else:
         for name, s in result.summaries.items():
             line = (f"{name} ({s.mode}{' since ' + s.since if s.since else ''}): fetched {s.fetched}, written {s.written}, "
-                    f"unchanged {s.unchanged}, stale {s.stale}, deleted {s.deleted}, failed {s.failed} "
+                    f"unchanged {s.unchanged}, stale {s.stale}, deleted {s.deleted}, "
+                    f"{f'out of scope {s.out_of_scope}, ' if s.out_of_scope else ''}failed {s.failed} "
                     f"in {s.duration_seconds:.1f}s")
             click.echo(line)
             if s.error:

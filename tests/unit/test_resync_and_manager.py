@@ -116,16 +116,44 @@ def test_full_resync_deletes_only_what_is_really_gone(backend: InMemoryBackend, 
     assert store.ticket_ids("memory") == set(ids[1:])
 
 
-def test_full_resync_keeps_a_ticket_the_listing_missed_but_that_still_exists(
-    backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+def test_full_resync_keeps_a_recently_changed_ticket_the_listing_missed(
+    store: PersistenceService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A lagging search index may not list a fresh change yet: such a ticket is refreshed, never removed."""
+    recent = Clock()
+    recent.now = datetime.now(timezone.utc) - timedelta(minutes=10)
+    backend = InMemoryBackend(clock=recent)
     integration = InMemoryTickets(backend)
     ids = [backend.create(TicketData(title=f"t{i}")) for i in range(3)]
     resync_system(integration, store)
     original = integration.iter_changed
     monkeypatch.setattr(integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1]))
     summary = resync_system(integration, store, full=True)
-    assert summary.deleted == 0 and store.ticket_ids("memory") == set(ids)
+    assert (summary.deleted, summary.out_of_scope) == (0, 0) and store.ticket_ids("memory") == set(ids)
+
+
+def test_full_resync_removes_a_long_unchanged_ticket_outside_the_listing_scope(
+    backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored (e.g. through a webhook) but outside what the listing covers, and not changed lately: it goes."""
+    integration = InMemoryTickets(backend)  # the fixture's clock is in 2024: every ticket is long unchanged
+    ids = [backend.create(TicketData(title=f"t{i}")) for i in range(3)]
+    resync_system(integration, store)
+    original = integration.iter_changed
+    monkeypatch.setattr(integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1]))
+    summary = resync_system(integration, store, full=True)
+    assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 1)
+    assert store.ticket_ids("memory") == {ids[0], ids[2]}
+    assert len(backend) == 3  # upstream untouched
+
+
+def test_incremental_resync_never_removes_unlisted_tickets(backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:
+    integration = InMemoryTickets(backend)
+    ids = [backend.create(TicketData(title=f"t{i}")) for i in range(3)]
+    resync_system(integration, store)
+    monkeypatch.setattr(integration, "iter_changed", lambda since: iter(()))
+    summary = resync_system(integration, store)
+    assert summary.out_of_scope == 0 and store.ticket_ids("memory") == set(ids)
 
 
 def test_failures_are_reported_and_hold_the_cursor(backend: InMemoryBackend, clock: Clock, store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:

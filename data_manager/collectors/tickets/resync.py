@@ -1,7 +1,8 @@
 """Resync: list what changed upstream (or everything), fetch it with bounded concurrency, upsert.
 
-A full resync also removes what no longer exists upstream; every such candidate is confirmed by a
-fetch first (listings can be eventually consistent, and deleting a live ticket is the worse error).
+A full resync also removes what no longer exists upstream, or no longer falls inside the listing's
+scope; every such candidate is fetched first, and one changed within `UNLISTED_GRACE` of the listing
+is kept (search indexes can lag, and deleting a live ticket is the worse error).
 The per-system cursor is the newest upstream update time seen, so our clock never matters, and it
 only advances when nothing failed, so a failed ticket is retried by the next incremental run.
 """
@@ -19,11 +20,15 @@ from typing import Any
 
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
-from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
+from data_manager.collectors.tickets.sync import SyncOutcome, reconcile_unlisted, sync_ticket
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, SyncOutcome | None], None]  # (ticket id, outcome or None on failure)
+
+# How long a stored ticket that a full listing did not return must have been unchanged before it is
+# taken to be out of scope (Jira Cloud's search is eventually consistent; clocks may differ a little).
+UNLISTED_GRACE = timedelta(hours=1)
 
 
 @dataclass
@@ -35,6 +40,7 @@ class ResyncPlan:
     previous_cursor: datetime | None
     new_cursor: datetime | None
     to_delete: set[str] = field(default_factory=set)  # stored here, not listed upstream (full only)
+    listed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # when the listing started
 
 
 @dataclass
@@ -47,6 +53,7 @@ class ResyncSummary:
     unchanged: int = 0
     stale: int = 0
     deleted: int = 0
+    out_of_scope: int = 0  # stored copies removed: the ticket exists but is outside the configured scope
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     error: str = ""  # the whole system failed (e.g. listing failed)
@@ -69,6 +76,8 @@ class ResyncSummary:
             self.stale += 1
         elif outcome is SyncOutcome.DELETED:
             self.deleted += 1
+        elif outcome is SyncOutcome.OUT_OF_SCOPE:
+            self.out_of_scope += 1
 
 
 def _dedupe(refs: Iterable[TicketRef]) -> list[TicketRef]:
@@ -91,6 +100,7 @@ def plan_resync(
 ) -> ResyncPlan:
     """What to fetch (and, for a full resync, what may have to go)."""
     system = integration.system
+    listed_at = datetime.now(timezone.utc)
     previous = persistence.get_cursor(system)
     if full:
         since_used = None
@@ -104,7 +114,7 @@ def plan_resync(
     times = [ref.updated_at for ref in refs if ref.updated_at is not None]
     new_cursor = max([*times, *([previous] if previous else [])], default=None)
     to_delete = persistence.ticket_ids(system) - {ref.ticket_id for ref in refs} if full else set()
-    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete)
+    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete, listed_at)
 
 
 def run_resync(
@@ -123,12 +133,15 @@ def run_resync(
         since=plan.since_used.isoformat() if plan.since_used else "",
     )
     lock = threading.Lock()
-    # Deletion candidates go through the same fetch: TicketGone deletes them, a live one is refreshed.
+    unchanged_since = plan.listed_at - UNLISTED_GRACE
     ticket_ids = [ref.ticket_id for ref in plan.refs] + sorted(plan.to_delete)
 
     def one(ticket_id: str) -> None:
         try:
-            outcome = sync_ticket(integration, persistence, ticket_id)
+            if ticket_id in plan.to_delete:
+                outcome = reconcile_unlisted(integration, persistence, ticket_id, unchanged_since=unchanged_since)
+            else:
+                outcome = sync_ticket(integration, persistence, ticket_id)
         except Exception as exc:  # one ticket's failure never stops the others; it is reported
             log.warning("resync %s %s failed: %s", plan.system, ticket_id, exc)
             with lock:

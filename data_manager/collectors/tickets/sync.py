@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from enum import Enum
 
 from data_manager.collectors.persistence import PersistenceService, UpsertOutcome
@@ -19,6 +20,7 @@ class SyncOutcome(str, Enum):
     STALE = "stale"  # a newer copy was already stored
     DELETED = "deleted"  # gone upstream; our copy removed
     ABSENT = "absent"  # gone upstream and we had no copy
+    OUT_OF_SCOPE = "out_of_scope"  # exists upstream but outside what the listing covers; our copy removed
 
 
 _FROM_UPSERT = {
@@ -45,3 +47,26 @@ def delete_ticket(integration: TicketIntegration, persistence: PersistenceServic
     """Remove our copy of a ticket the system says is gone."""
     removed = persistence.delete(integration.system, ticket_id)
     return SyncOutcome.DELETED if removed else SyncOutcome.ABSENT
+
+
+def reconcile_unlisted(
+    integration: TicketIntegration, persistence: PersistenceService, ticket_id: str, *, unchanged_since: datetime
+) -> SyncOutcome:
+    """Settle a ticket we store but a full listing did not return.
+
+    Gone upstream: delete. Still there but last updated before `unchanged_since` (the listing's start
+    minus a grace period for search indexes that lag): it is outside the configured scope (moved to
+    another project, or it reached us through a webhook the scope does not cover), so our copy goes.
+    Updated more recently, or with no update time: keep it fresh, since a lagging listing may simply
+    not show it yet.
+    """
+    try:
+        snapshot = integration.fetch(ticket_id)
+    except TicketGone:
+        return delete_ticket(integration, persistence, ticket_id)
+    if snapshot.updated_at is not None and snapshot.updated_at < unchanged_since:
+        persistence.delete(integration.system, ticket_id)
+        log.info("%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id)
+        return SyncOutcome.OUT_OF_SCOPE
+    resource = normalise(integration.system, snapshot)
+    return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]

@@ -9,6 +9,7 @@ import pytest
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.integrations._jira_adf import adf_to_text
 from data_manager.collectors.tickets.resync import resync_system
+from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
 from tests.integration.jira.conftest import JiraSetup
 
 ISSUES = 1000
@@ -52,3 +53,19 @@ def test_full_then_incremental_resync_of_1000_issues(make_jira, deployment: str,
     third = resync_system(client, store, full=True)
     assert third.ok and third.deleted == 1 and store.get("jira", gone) is None
     assert store.count("jira") == ISSUES - 1
+
+
+def test_full_resync_removes_an_issue_outside_jql_query_that_a_webhook_brought_in(make_jira, tmp_path: Path) -> None:
+    """A Jira webhook without a JQL filter sends every project's events; a full resync cleans up after it."""
+    setup: JiraSetup = make_jira(issues=5)
+    fake = setup.fake
+    other_project = fake.seed(2, project="HR")
+    client = setup.client("project = PROJ")
+    store = PersistenceService(tmp_path / "data", fsync=False)
+    assert sync_ticket(client, store, other_project[0]) is SyncOutcome.WRITTEN  # what the webhook job does
+
+    summary = resync_system(client, store, full=True)
+
+    assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 1)
+    assert store.ticket_ids("jira") == {key for key in fake.issues if key.startswith("PROJ-")}
+    assert other_project[0] in fake.issues  # only our copy went

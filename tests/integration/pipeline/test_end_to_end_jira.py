@@ -324,7 +324,7 @@ def test_datacenter_full_resync_enqueued_is_persisted_by_the_worker(datacenter: 
     started = time.monotonic()
     result = datacenter.stack.cli("resync", "--system", "jira", "--full", "--enqueue")
     assert result.returncode == 0, result.stdout + result.stderr
-    counts = re.search(r"^jira: listed (\d+), enqueued (\d+), already queued (\d+), deletion candidates 0$", result.stdout, re.M)
+    counts = re.search(r"^jira: listed (\d+), enqueued (\d+), already queued (\d+), deletion candidates 0 \(deleted 0, out of scope 0, failed 0\)$", result.stdout, re.M)
     assert counts, result.stdout
     listed, enqueued, coalesced = map(int, counts.groups())
     assert listed == enqueued + coalesced == len(expected) and enqueued >= len(expected) - 1

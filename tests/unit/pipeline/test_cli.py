@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,21 @@ def test_commands_needing_redis_say_so_when_it_is_down(tmp_path: Path) -> None:
     config = write_config(tmp_path, "redis://127.0.0.1:1/0")
     assert "is not reachable" in run_err(config, "status")
     assert "is not reachable" in run_err(config, "resync", "--enqueue")
+
+
+def test_full_enqueue_resync_settles_unlisted_copies_inline(tmp_path: Path, redis_url: str) -> None:
+    """Stored copies the listing no longer returns are not queued as ordinary syncs: gone ones are deleted."""
+    old = lambda: datetime(2024, 5, 1, tzinfo=timezone.utc)  # noqa: E731 - long unchanged upstream
+    upstream = FileBackedBackend(tmp_path / "upstream.json", clock=old)
+    config = write_config(tmp_path, redis_url)
+    ids = [upstream.create(TicketData(title=f"t{n}")) for n in range(4)]
+    assert run(config, "resync")[0] == 0
+    upstream.delete(ids[0])
+
+    code, out = run(config, "resync", "--full", "--enqueue")
+
+    assert code == 0
+    assert "listed 3, enqueued 3, already queued 0, deletion candidates 1 (deleted 1, out of scope 0, failed 0)" in out
+    runtime = Runtime(load_config(config))
+    assert runtime.persistence.get("memory", ids[0]) is None  # settled at once, without a worker
+    assert runtime.redis.llen(f"rq:queue:{runtime.names.bulk_queue}") == 3
