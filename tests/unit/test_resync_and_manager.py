@@ -132,19 +132,42 @@ def test_full_resync_keeps_a_recently_changed_ticket_the_listing_missed(
     assert (summary.deleted, summary.out_of_scope) == (0, 0) and store.ticket_ids("memory") == set(ids)
 
 
-def test_full_resync_removes_a_long_unchanged_ticket_outside_the_listing_scope(
+class ScopedTickets(InMemoryTickets):
+    """A system with a configured scope (titles starting "in:"), applied by its listing and by `in_scope`."""
+
+    def iter_changed(self, since: datetime | None):  # type: ignore[no-untyped-def]
+        return (ref for ref in super().iter_changed(since) if self.in_scope(ref.ticket_id))
+
+    def in_scope(self, ticket_id: str) -> bool:
+        return self.backend.read(ticket_id)[0].title.startswith("in:")
+
+
+def test_full_resync_removes_a_long_unchanged_ticket_outside_the_scope(backend: InMemoryBackend, store: PersistenceService) -> None:
+    """Stored (e.g. through a webhook) but outside the scope, and not changed lately: our copy goes."""
+    integration = ScopedTickets(backend)  # the fixture's clock is in 2024: every ticket is long unchanged
+    inside = backend.create(TicketData(title="in: a"))
+    outside = backend.create(TicketData(title="out: b"))
+    resync_system(integration, store)
+    sync_ticket(integration, store, outside)  # what a webhook job does for a ticket outside the scope
+    assert store.ticket_ids("memory") == {inside, outside}
+
+    summary = resync_system(integration, store, full=True)
+
+    assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 1)
+    assert store.ticket_ids("memory") == {inside}
+    assert len(backend) == 2  # upstream untouched
+
+
+def test_a_short_listing_never_removes_a_ticket_the_system_says_is_in_scope(
     backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stored (e.g. through a webhook) but outside what the listing covers, and not changed lately: it goes."""
-    integration = InMemoryTickets(backend)  # the fixture's clock is in 2024: every ticket is long unchanged
-    ids = [backend.create(TicketData(title=f"t{i}")) for i in range(3)]
+    integration = ScopedTickets(backend)
+    ids = [backend.create(TicketData(title=f"in: {i}")) for i in range(3)]
     resync_system(integration, store)
     original = integration.iter_changed
     monkeypatch.setattr(integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1]))
     summary = resync_system(integration, store, full=True)
-    assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 1)
-    assert store.ticket_ids("memory") == {ids[0], ids[2]}
-    assert len(backend) == 3  # upstream untouched
+    assert (summary.deleted, summary.out_of_scope) == (0, 0) and store.ticket_ids("memory") == set(ids)
 
 
 def test_incremental_resync_never_removes_unlisted_tickets(backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,6 +173,15 @@ class TicketIntegration(abc.ABC):
     def iter_changed(self, since: datetime | None) -> Iterator[TicketRef]:
         """Every ticket updated at or after `since` (every ticket when None), closed ones included."""
 
+    def in_scope(self, ticket_id: str) -> bool | None:
+        """Whether an existing ticket is inside the configured scope (project, query); None when unknown.
+
+        A full resync asks this only about stored tickets its listing did not return, and removes our
+        copy only on a definite False, so a listing that came back short never costs a live ticket.
+        Integrations whose `fetch` already treats out-of-scope tickets as gone need not answer.
+        """
+        return None
+
     # -- webhooks --------------------------------------------------------------------------------
     def authenticate_webhook(self, request: WebhookRequest) -> None:
         """Refuse the request unless it proves it came from the system (or the config waives that)."""

@@ -54,17 +54,17 @@ def reconcile_unlisted(
 ) -> SyncOutcome:
     """Settle a ticket we store but a full listing did not return.
 
-    Gone upstream: delete. Still there but last updated before `unchanged_since` (the listing's start
-    minus a grace period for search indexes that lag): it is outside the configured scope (moved to
-    another project, or it reached us through a webhook the scope does not cover), so our copy goes.
-    Updated more recently, or with no update time: keep it fresh, since a lagging listing may simply
-    not show it yet.
+    Gone upstream: delete. Still there, unchanged since before `unchanged_since` (the listing's start
+    minus a grace period for search indexes that lag), and the integration says it is outside the
+    configured scope (moved to another project, or brought in by a webhook the scope does not cover):
+    our copy goes. Otherwise keep it fresh: a short or lagging listing must never cost a live ticket.
     """
     try:
         snapshot = integration.fetch(ticket_id)
     except TicketGone:
         return delete_ticket(integration, persistence, ticket_id)
-    if snapshot.updated_at is not None and snapshot.updated_at < unchanged_since:
+    long_unchanged = snapshot.updated_at is not None and snapshot.updated_at < unchanged_since
+    if long_unchanged and integration.in_scope(ticket_id) is False:
         persistence.delete(integration.system, ticket_id)
         log.info("%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id)
         return SyncOutcome.OUT_OF_SCOPE

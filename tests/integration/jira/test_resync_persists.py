@@ -69,3 +69,20 @@ def test_full_resync_removes_an_issue_outside_jql_query_that_a_webhook_brought_i
     assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 1)
     assert store.ticket_ids("jira") == {key for key in fake.issues if key.startswith("PROJ-")}
     assert other_project[0] in fake.issues  # only our copy went
+
+
+def test_a_short_jira_listing_never_removes_an_issue_jql_still_matches(
+    make_jira, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup: JiraSetup = make_jira(issues=5)
+    client = setup.client("project = PROJ")
+    store = PersistenceService(tmp_path / "data", fsync=False)
+    resync_system(client, store)
+    original = client.iter_changed
+    monkeypatch.setattr(client, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != "PROJ-2"))
+
+    summary = resync_system(client, store, full=True)
+
+    assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 0)
+    assert store.ticket_ids("jira") == set(setup.fake.issues)
+    assert client.in_scope("PROJ-2") is True

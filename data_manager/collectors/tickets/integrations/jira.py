@@ -21,6 +21,7 @@ kept in `TicketSnapshot.status_name`.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import re
@@ -477,6 +478,13 @@ class JiraTickets(TicketIntegration):
                         break
             if not restarted:
                 return
+
+    def in_scope(self, ticket_id: str) -> bool:
+        """Whether `jql_query` matches the (existing) issue: one search for `(<jql>) AND key = "<key>"`."""
+        base = strip_order_by(self.jql_query or "")
+        key = ticket_id.replace("\\", "\\\\").replace('"', '\\"')
+        jql = f'({base}) AND key = "{key}"' if base else f'key = "{key}"'
+        return any(page for page in itertools.islice(self._search_pages(jql), 1))
 
     def _search_pages(self, jql: str) -> Iterator[list[dict[str, Any]]]:
         if self.is_cloud:
