@@ -185,24 +185,19 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
         elif sources[system].get("webhook_unauthenticated") and not sources[system].get("webhook_secret"):
             warnings.append(f"{key_path}: webhooks are accepted WITHOUT authentication (webhook_unauthenticated: true)")
 
-    redis_raw = substitute_env(_as_mapping(root.get("redis"), "redis"), "redis", env)
-    if env.get("REDIS_URL"):
-        redis_raw["url"] = env["REDIS_URL"]
-    redis_cfg = _load_schema(RedisSchema(), redis_raw, "redis")
-    resync_cfg = _load_schema(ResyncSchema(), substitute_env(_as_mapping(root.get("resync"), "resync"), "resync", env), "resync")
-    webhooks_cfg = _load_schema(
-        WebhooksSchema(), substitute_env(_as_mapping(root.get("webhooks"), "webhooks"), "webhooks", env), "webhooks"
-    )
-    workers_cfg = _load_schema(
-        WorkersSchema(), substitute_env(_as_mapping(root.get("workers"), "workers"), "workers", env), "workers"
-    )
+    def section(key: str, schema: Schema, overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
+        """A top-level section: substituted, overridden from the environment, validated."""
+        raw = substitute_env(_as_mapping(root.get(key), key), key, env)
+        raw.update({field: value for field, value in (overrides or {}).items() if value})
+        return _load_schema(schema, raw, key)
+
     return AppConfig(
         data_path=Path(data_path).expanduser(),
         sources=sources,
-        redis=redis_cfg,
-        resync=resync_cfg,
-        webhooks=webhooks_cfg,
-        workers=workers_cfg,
+        redis=section("redis", RedisSchema(), {"url": env.get("REDIS_URL")}),
+        resync=section("resync", ResyncSchema()),
+        webhooks=section("webhooks", WebhooksSchema()),
+        workers=section("workers", WorkersSchema()),
         source_path=source_path,
         warnings=warnings,
     )

@@ -181,10 +181,12 @@ def resync_system(
     full: bool = False,
     use_cursor: bool = True,
     concurrency: int | None = None,
-    progress: Progress | None = None,
-    on_plan: Callable[[ResyncPlan], None] | None = None,
+    progress_factory: Callable[[ResyncPlan], Progress | None] | None = None,
 ) -> ResyncSummary:
-    """Plan and run a resync of one system; a failed listing is reported in the summary, not raised."""
+    """Plan and run a resync of one system; a failed listing is reported in the summary, not raised.
+
+    `progress_factory` sees the plan (so a progress bar knows its total) and returns the per-ticket callback.
+    """
     started = time.monotonic()
     try:
         plan = plan_resync(integration, persistence, since=since, full=full, use_cursor=use_cursor)
@@ -198,8 +200,7 @@ def resync_system(
         )
         persistence.record_resync(integration.system, failed.as_dict())
         return failed
-    if on_plan:
-        on_plan(plan)
+    progress = progress_factory(plan) if progress_factory else None
     summary = run_resync(integration, persistence, plan, concurrency=concurrency, progress=progress)
     persistence.record_resync(integration.system, summary.as_dict())
     return summary

@@ -47,7 +47,7 @@ class TicketManager:
         self.integrations: dict[str, TicketIntegration] = {}
         for system, cfg in sorted(sources.items()):
             if not cfg.get("enabled"):
-                log.info("ticket system %s is disabled; skipped", system)
+                log.debug("ticket system %s is disabled; skipped", system)
                 continue
             key_path = f"data_manager.sources.tickets.{system}"
             try:
@@ -82,25 +82,14 @@ class TicketManager:
         """Resync each selected system in turn; one failing system never stops the others."""
         result = CollectResult()
         for system in systems or self.systems:
-            integration = self.integration(system)
-            progress_holder: dict[str, Progress | None] = {"fn": None}
-
-            def on_plan(plan: ResyncPlan, holder: dict[str, Progress | None] = progress_holder) -> None:
-                holder["fn"] = progress_factory(plan) if progress_factory else None
-
-            def progress(ticket_id: str, outcome: Any, holder: dict[str, Progress | None] = progress_holder) -> None:
-                if holder["fn"]:
-                    holder["fn"](ticket_id, outcome)
-
             result.summaries[system] = resync_system(
-                integration,
+                self.integration(system),
                 persistence,
                 since=since,
                 full=full,
                 use_cursor=use_cursor,
                 concurrency=concurrency,
-                progress=progress,
-                on_plan=on_plan,
+                progress_factory=progress_factory,
             )
         return result
 
