@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from data_manager.collectors.tickets.integrations.redmine import RedmineTickets
 from tests.integration.conftest_redmine import RedmineAdmin, locate_server, wait_for_next_second
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for concurrency in (1, args.concurrency):
             redmine = RedmineTickets(server.url, server.api_key, project["identifier"])
-            run_started = datetime.now(timezone.utc)
+            run_started = datetime.now(UTC)
             seconds, requests, tickets, comments = resync(redmine, None, concurrency)
             print(f"full resync, concurrency {concurrency}: {seconds:.2f}s, {requests} requests, ", end="")
             print(f"{tickets} tickets, {comments} comments")
@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_next_second()
         admin.update_issue(ids[len(ids) // 2], notes="the one change")
         seconds, requests, tickets, comments = resync(redmine, run_started, args.concurrency)
-        print(f"incremental resync after one change: {seconds:.2f}s, {requests} requests, {tickets} tickets, {comments} comments")
+        print(
+            f"incremental resync after one change: {seconds:.2f}s, {requests} requests, {tickets} tickets, {comments} comments"
+        )
     finally:
         if not args.keep:
             admin.delete_project(project["identifier"])

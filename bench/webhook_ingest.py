@@ -62,7 +62,9 @@ def signed_bodies(count: int, offset: int) -> list[tuple[bytes, dict[str, str]]]
     return out
 
 
-def load(url: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, deadline: float) -> tuple[float, list[float], int]:
+def load(
+    url: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int, deadline: float
+) -> tuple[float, list[float], int]:
     local = threading.local()
     latencies: list[float] = []
     errors = 0
@@ -90,11 +92,22 @@ def load(url: str, bodies: list[tuple[bytes, dict[str, str]]], concurrency: int,
     return time.perf_counter() - started, latencies, errors
 
 
-def start_app(name: str, app: str, env: dict[str, str], log_dir: Path, workers: int, threads: int) -> tuple[Process, str]:
+def start_app(
+    name: str, app: str, env: dict[str, str], log_dir: Path, workers: int, threads: int
+) -> tuple[Process, str]:
     port = free_port()
-    proc = Process(name, [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhooks" / "gunicorn_conf.py"), app], log_dir,
-                   env={**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "WEB_THREADS": str(threads),
-                        "WEB_LOG_LEVEL": "warning"})
+    proc = Process(
+        name,
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhooks" / "gunicorn_conf.py"), app],
+        log_dir,
+        env={
+            **env,
+            "BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(workers),
+            "WEB_THREADS": str(threads),
+            "WEB_LOG_LEVEL": "warning",
+        },
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -127,21 +140,43 @@ def main(argv: list[str] | None = None) -> int:
     conn = redis.Redis.from_url(redis_url)
     conn.flushdb()
     config = work / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "data_manager": {"data_path": str(work / "data"), "sources": {"tickets": {"memory": {
-            "enabled": True, "webhook_secret": SECRET, "store_path": str(work / "upstream.json")}}}},
-        "redis": {"url": redis_url},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_manager": {
+                    "data_path": str(work / "data"),
+                    "sources": {
+                        "tickets": {
+                            "memory": {
+                                "enabled": True,
+                                "webhook_secret": SECRET,
+                                "store_path": str(work / "upstream.json"),
+                            }
+                        }
+                    },
+                },
+                "redis": {"url": redis_url},
+            }
+        )
+    )
     procs: list[Process] = []
     deadline = time.monotonic() + args.max_seconds
     rounds: list[Round] = []
     try:
-        ours, ours_url = start_app("ours", "webhooks.wsgi:app", {"TICKETS_CONFIG": str(config)}, work, args.web_workers, args.web_threads)
-        bare, bare_url = start_app("bare", "bench.bare_app:app", {"BENCH_REDIS_URL": redis_url, "BENCH_SECRET": SECRET},
-                                   work, args.web_workers, args.web_threads)
+        ours, ours_url = start_app(
+            "ours", "webhooks.wsgi:app", {"TICKETS_CONFIG": str(config)}, work, args.web_workers, args.web_threads
+        )
+        bare, bare_url = start_app(
+            "bare",
+            "bench.bare_app:app",
+            {"BENCH_REDIS_URL": redis_url, "BENCH_SECRET": SECRET},
+            work,
+            args.web_workers,
+            args.web_threads,
+        )
         procs += [ours, bare]
         offset = 0
-        for name, url in (("ours", ours_url), ("bare", bare_url)):  # warm-up: connections, imports, script cache
+        for url in (ours_url, bare_url):  # warm-up: connections, imports, script cache
             load(url, signed_bodies(200, offset), args.concurrency, deadline)
             offset += 200
         for _ in range(args.rounds):
@@ -161,16 +196,22 @@ def main(argv: list[str] | None = None) -> int:
         if server:
             server.stop()
 
-    print(f"webhook ingest, {args.web_workers} gunicorn workers x {args.web_threads} threads, "
-          f"{args.concurrency} concurrent clients, distinct tickets")
+    print(
+        f"webhook ingest, {args.web_workers} gunicorn workers x {args.web_threads} threads, "
+        f"{args.concurrency} concurrent clients, distinct tickets"
+    )
     print(f"{'app':<6} {'requests':>8} {'seconds':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
     for r in rounds:
-        print(f"{r.app:<6} {r.requests:>8} {r.seconds:>8.2f} {r.rate:>8.0f} {r.pct(0.5):>7.1f} {r.pct(0.99):>7.1f} {r.errors:>6}")
+        print(
+            f"{r.app:<6} {r.requests:>8} {r.seconds:>8.2f} {r.rate:>8.0f} {r.pct(0.5):>7.1f} {r.pct(0.99):>7.1f} {r.errors:>6}"
+        )
     best = {name: max((r.rate for r in rounds if r.app == name), default=0.0) for name in ("ours", "bare")}
     if best["bare"]:
-        print(f"ratio ours/bare (best round each): {best['ours'] / best['bare']:.2f} "
-              f"({best['ours']:.0f} vs {best['bare']:.0f} req/s; median p50 ours "
-              f"{statistics.median(r.pct(0.5) for r in rounds if r.app == 'ours'):.1f} ms)")
+        print(
+            f"ratio ours/bare (best round each): {best['ours'] / best['bare']:.2f} "
+            f"({best['ours']:.0f} vs {best['bare']:.0f} req/s; median p50 ours "
+            f"{statistics.median(r.pct(0.5) for r in rounds if r.app == 'ours'):.1f} ms)"
+        )
     failed = sum(r.errors for r in rounds)
     if failed:
         print(f"WARNING: {failed} request(s) did not answer 202", file=sys.stderr)

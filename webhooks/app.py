@@ -85,8 +85,13 @@ def validate_events(events: list[TicketEvent]) -> list[TicketEvent]:
         if not isinstance(event, TicketEvent):
             raise WebhookValidationError(f"event {index} is not a TicketEvent", {})
         try:
-            _event.load({"ticket_id": event.ticket_id, "action": getattr(event.action, "value", event.action),
-                         "delivery_id": event.delivery_id})
+            _event.load(
+                {
+                    "ticket_id": event.ticket_id,
+                    "action": getattr(event.action, "value", event.action),
+                    "delivery_id": event.delivery_id,
+                }
+            )
         except ValidationError as exc:
             raise WebhookValidationError(f"event {index} is invalid", {str(index): exc.messages}) from None
         seen.setdefault(event.ticket_id, event)
@@ -136,7 +141,12 @@ def receive(system: str) -> Response | tuple[Response, int]:
         return reject(system, 413, "too_large", f"the body is larger than {limit} bytes")
     if not accepts_content_type(integration, request.mimetype or ""):
         allowed = ", ".join(integration.webhook_content_types)
-        return reject(system, 415, "unsupported_media_type", f"Content-Type must be {allowed}, not {request.mimetype or 'missing'!r}")
+        return reject(
+            system,
+            415,
+            "unsupported_media_type",
+            f"Content-Type must be {allowed}, not {request.mimetype or 'missing'!r}",
+        )
     try:
         body = read_body(limit)
     except RequestEntityTooLarge:  # no Content-Length (chunked): the limit is enforced while reading
@@ -158,10 +168,24 @@ def receive(system: str) -> Response | tuple[Response, int]:
     jobs = []
     for event in events:
         result = service.coalescer.submit(system, event.ticket_id)
-        jobs.append({"ticket_id": event.ticket_id, "job_id": result.job_id, "outcome": result.outcome.value,
-                     "queue": result.queue})
-        log_event(log, "webhook_event", logging.DEBUG, system=system, ticket=event.ticket_id, job=result.job_id,
-                  outcome=result.outcome.value, delivery=event.delivery_id)
+        jobs.append(
+            {
+                "ticket_id": event.ticket_id,
+                "job_id": result.job_id,
+                "outcome": result.outcome.value,
+                "queue": result.queue,
+            }
+        )
+        log_event(
+            log,
+            "webhook_event",
+            logging.DEBUG,
+            system=system,
+            ticket=event.ticket_id,
+            job=result.job_id,
+            outcome=result.outcome.value,
+            delivery=event.delivery_id,
+        )
     return jsonify(_accepted.dump({"status": "accepted", "system": system, "jobs": jobs})), 202
 
 
@@ -179,12 +203,14 @@ def healthz() -> tuple[Response, int]:
         redis_state, status = "ok", 200
     except RedisError as exc:
         redis_state, status = f"unreachable: {type(exc).__name__}", 503
-    body = _health.dump({
-        "status": "ok" if status == 200 else "unavailable",
-        "redis": redis_state,
-        "config": service.config.source_path or "(in memory)",
-        "systems": sorted(service.integrations),
-    })
+    body = _health.dump(
+        {
+            "status": "ok" if status == 200 else "unavailable",
+            "redis": redis_state,
+            "config": service.config.source_path or "(in memory)",
+            "systems": sorted(service.integrations),
+        }
+    )
     return jsonify(body), status
 
 

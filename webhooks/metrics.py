@@ -16,14 +16,22 @@ from workers.settings import Names
 COUNTERS = {
     "received": ("tickets_webhooks_received", "Webhook requests received for an enabled system.", ["system"]),
     "rejected": ("tickets_webhooks_rejected", "Webhook requests refused, by reason.", ["system", "reason"]),
-    "ignored": ("tickets_webhooks_ignored", "Authenticated webhooks about nothing we act on (acknowledged).", ["system"]),
+    "ignored": (
+        "tickets_webhooks_ignored",
+        "Authenticated webhooks about nothing we act on (acknowledged).",
+        ["system"],
+    ),
     "enqueued": ("tickets_jobs_enqueued", "Sync jobs added to a queue.", ["system", "queue"]),
     "coalesced": (
         "tickets_events_coalesced",
         "Events that added no job: the ticket's job was waiting (queued) or a re-run was scheduled (running).",
         ["system", "state"],
     ),
-    "job": ("tickets_job_outcomes", "Finished job runs, by outcome (written, unchanged, ..., retried, failed).", ["system", "outcome"]),
+    "job": (
+        "tickets_job_outcomes",
+        "Finished job runs, by outcome (written, unchanged, ..., retried, failed).",
+        ["system", "outcome"],
+    ),
     "job_seconds_sum": ("tickets_job_duration_seconds", "Time spent in successful sync jobs.", ["system"]),
 }
 
@@ -35,9 +43,7 @@ class PipelineCollector:
         self.metrics = Metrics(connection, names)
 
     def collect(self) -> Iterator[Metric]:
-        families = {
-            key: CounterMetricFamily(name, doc, labels=labels) for key, (name, doc, labels) in COUNTERS.items()
-        }
+        families = {key: CounterMetricFamily(name, doc, labels=labels) for key, (name, doc, labels) in COUNTERS.items()}
         for (name, *labels), value in sorted(self.metrics.read().items()):
             family = families.get(name)
             if family is not None and len(labels) == len(COUNTERS[name][2]):

@@ -80,7 +80,9 @@ def enqueue_resync(
             else:
                 summary.coalesced += 1
         if plan.to_delete:
-            candidates_only = ResyncPlan(system, [], True, plan.since_used, plan.previous_cursor, None, plan.to_delete, plan.listed_at)
+            candidates_only = ResyncPlan(
+                system, [], True, plan.since_used, plan.previous_cursor, None, plan.to_delete, plan.listed_at
+            )
             settled = run_resync(runtime.integration(system), persistence, candidates_only)
             summary.deleted, summary.out_of_scope = settled.deleted, settled.out_of_scope
             summary.failed += settled.failed
@@ -90,7 +92,16 @@ def enqueue_resync(
         summary.cursor = cursor.isoformat() if cursor else ""
         summary.duration_seconds = round(time.monotonic() - started, 3)
         persistence.record_resync(system, summary.as_dict())
-        log_event(log, "resync_enqueued", system=system, mode=summary.mode, listed=summary.listed,
-                  enqueued=summary.enqueued, coalesced=summary.coalesced, deletion_candidates=summary.deletion_candidates,
-                  deleted=summary.deleted, out_of_scope=summary.out_of_scope)
+        log_event(
+            log,
+            "resync_enqueued",
+            system=system,
+            mode=summary.mode,
+            listed=summary.listed,
+            enqueued=summary.enqueued,
+            coalesced=summary.coalesced,
+            deletion_candidates=summary.deletion_candidates,
+            deleted=summary.deleted,
+            out_of_scope=summary.out_of_scope,
+        )
     return summaries

@@ -69,10 +69,19 @@ def _echo_json(value: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="Config file (default: $TICKETS_CONFIG, else ./config.yaml).")
-@click.option("--log-level", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Config file (default: $TICKETS_CONFIG, else ./config.yaml).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None, log_level: str) -> None:
     """Keep a normalised copy of every ticket from your ticket systems."""
@@ -87,14 +96,18 @@ def _parse_since(value: str | None) -> datetime | None:
     try:
         return parse_datetime(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 time (e.g. 2024-05-01T12:00:00Z)", param_hint="--since") from None
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 time (e.g. 2024-05-01T12:00:00Z)", param_hint="--since"
+        ) from None
 
 
 def _check_systems(state: CliState, systems: Sequence[str]) -> list[str] | None:
     enabled = state.config.enabled_systems
     unknown = [s for s in systems if s not in enabled]
     if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)} not enabled (enabled: {', '.join(enabled) or 'none'})", param_hint="--system")
+        raise click.BadParameter(
+            f"{', '.join(unknown)} not enabled (enabled: {', '.join(enabled) or 'none'})", param_hint="--system"
+        )
     return list(systems) or None
 
 
@@ -103,11 +116,20 @@ def _check_systems(state: CliState, systems: Sequence[str]) -> list[str] | None:
 @click.option("--since", help="Only tickets updated since this ISO time (default: since the stored cursor).")
 @click.option("--full", is_flag=True, help="List everything, and delete what no longer exists upstream.")
 @click.option("--enqueue", is_flag=True, help="Hand each ticket to the workers (bulk queue) instead of fetching here.")
-@click.option("--concurrency", type=click.IntRange(1, 64), help="Parallel fetches (default: the system's resync_concurrency).")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 64), help="Parallel fetches (default: the system's resync_concurrency)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
-def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: bool, enqueue: bool,
-           concurrency: int | None, as_json: bool) -> None:
+def resync(
+    state: CliState,
+    systems: tuple[str, ...],
+    since: str | None,
+    full: bool,
+    enqueue: bool,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
     """Resync tickets: incremental from the stored cursor by default."""
     if since and full:
         raise click.UsageError("--since and --full exclude each other")
@@ -127,9 +149,11 @@ def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: b
             _echo_json(rows)
         else:
             for name, s in summaries.items():
-                click.echo(f"{name}: listed {s.listed}, enqueued {s.enqueued}, already queued {s.coalesced}, "
-                           f"deletion candidates {s.deletion_candidates} (deleted {s.deleted}, out of scope "
-                           f"{s.out_of_scope}, failed {s.failed})" + (f" ERROR {s.error}" if s.error else ""))
+                click.echo(
+                    f"{name}: listed {s.listed}, enqueued {s.enqueued}, already queued {s.coalesced}, "
+                    f"deletion candidates {s.deletion_candidates} (deleted {s.deleted}, out of scope "
+                    f"{s.out_of_scope}, failed {s.failed})" + (f" ERROR {s.error}" if s.error else "")
+                )
         sys.exit(0 if ok else 1)
 
     from workers.progress import ProgressReporter
@@ -137,8 +161,14 @@ def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: b
     lock = _resync_lock(runtime)
     reporter = ProgressReporter()
     try:
-        result = runtime.manager.resync(runtime.persistence, systems=selected, since=since_at, full=full,
-                                        concurrency=concurrency, progress_factory=reporter.factory)
+        result = runtime.manager.resync(
+            runtime.persistence,
+            systems=selected,
+            since=since_at,
+            full=full,
+            concurrency=concurrency,
+            progress_factory=reporter.factory,
+        )
     finally:
         reporter.close()
         if lock is not None:
@@ -151,10 +181,12 @@ def resync(state: CliState, systems: tuple[str, ...], since: str | None, full: b
         _echo_json(rows)
     else:
         for name, s in result.summaries.items():
-            line = (f"{name} ({s.mode}{' since ' + s.since if s.since else ''}): fetched {s.fetched}, written {s.written}, "
-                    f"unchanged {s.unchanged}, stale {s.stale}, deleted {s.deleted}, "
-                    f"{f'out of scope {s.out_of_scope}, ' if s.out_of_scope else ''}failed {s.failed} "
-                    f"in {s.duration_seconds:.1f}s")
+            line = (
+                f"{name} ({s.mode}{' since ' + s.since if s.since else ''}): fetched {s.fetched}, written {s.written}, "
+                f"unchanged {s.unchanged}, stale {s.stale}, deleted {s.deleted}, "
+                f"{f'out of scope {s.out_of_scope}, ' if s.out_of_scope else ''}failed {s.failed} "
+                f"in {s.duration_seconds:.1f}s"
+            )
             click.echo(line)
             if s.error:
                 click.echo(f"  ERROR {s.error}")
@@ -170,32 +202,57 @@ def _resync_lock(runtime: Any) -> Any:
     try:
         lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=2 * 3600, blocking=False)
         if not lock.acquire(blocking=False):
-            raise click.ClickException("another resync is running (a worker's periodic resync or another command); try again later")
+            raise click.ClickException(
+                "another resync is running (a worker's periodic resync or another command); try again later"
+            )
         return lock
     except RedisError as exc:
-        click.echo(f"warning: Redis not reachable ({type(exc).__name__}); resyncing without the cross-process lock", err=True)
+        click.echo(
+            f"warning: Redis not reachable ({type(exc).__name__}); resyncing without the cross-process lock", err=True
+        )
         return None
 
 
 # -- worker ------------------------------------------------------------------------------------------
 @main.command()
-@click.option("--queue", "queues", multiple=True, help="Queue(s) to work on, in priority order (default: live, then bulk).")
+@click.option(
+    "--queue", "queues", multiple=True, help="Queue(s) to work on, in priority order (default: live, then bulk)."
+)
 @click.option("--name", help="Worker name (default: random).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-@click.option("--no-fork", is_flag=True, help="Run jobs in this process (keeps HTTP keep-alive across jobs; no isolation).")
+@click.option(
+    "--no-fork", is_flag=True, help="Run jobs in this process (keeps HTTP keep-alive across jobs; no isolation)."
+)
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler (delayed retries need one somewhere).")
 @click.option("--max-jobs", type=click.IntRange(1), help="Exit after this many jobs.")
 @click.pass_obj
-def worker(state: CliState, queues: tuple[str, ...], name: str | None, burst: bool, no_fork: bool,
-           no_scheduler: bool, max_jobs: int | None) -> None:
+def worker(
+    state: CliState,
+    queues: tuple[str, ...],
+    name: str | None,
+    burst: bool,
+    no_fork: bool,
+    no_scheduler: bool,
+    max_jobs: int | None,
+) -> None:
     """Run a worker on the pipeline's queues, with the scheduler."""
     from workers.worker import run_worker
 
     runtime = _redis_or_fail(state)
-    queue_names = [runtime.names.live_queue if q == "live" else runtime.names.bulk_queue if q == "bulk" else q for q in queues]
+    queue_names = [
+        runtime.names.live_queue if q == "live" else runtime.names.bulk_queue if q == "bulk" else q for q in queues
+    ]
     try:
-        run_worker(runtime, str(state.path.resolve()), queues=queue_names or None, name=name, burst=burst,
-                   fork=not no_fork, with_scheduler=not no_scheduler, max_jobs=max_jobs)
+        run_worker(
+            runtime,
+            str(state.path.resolve()),
+            queues=queue_names or None,
+            name=name,
+            burst=burst,
+            fork=not no_fork,
+            with_scheduler=not no_scheduler,
+            max_jobs=max_jobs,
+        )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -215,11 +272,15 @@ def status(state: CliState, as_json: bool) -> None:
         return
     click.echo("queues:")
     for q in report["queues"]:
-        click.echo(f"  {q['queue']}: {q['queued']} queued, {q['scheduled']} scheduled, {q['running']} running, {q['failed']} failed")
+        click.echo(
+            f"  {q['queue']}: {q['queued']} queued, {q['scheduled']} scheduled, {q['running']} running, {q['failed']} failed"
+        )
     click.echo(f"workers: {len(report['workers'])}")
     for w in report["workers"]:
-        click.echo(f"  {w['name']} [{w['state']}{'' if w['alive'] else ', DEAD'}] on {w['queues']}"
-                   + (f" running {w['current_job']}" if w["current_job"] else ""))
+        click.echo(
+            f"  {w['name']} [{w['state']}{'' if w['alive'] else ', DEAD'}] on {w['queues']}"
+            + (f" running {w['current_job']}" if w["current_job"] else "")
+        )
     click.echo(f"failed jobs: {report['failed']}")
     click.echo("resync:")
     for system, info in report["resync"].items():
@@ -227,9 +288,14 @@ def status(state: CliState, as_json: bool) -> None:
         if not last:
             click.echo(f"  {system}: never")
             continue
-        counts = ", ".join(f"{k} {last[k]}" for k in ("fetched", "written", "deleted", "failed", "listed", "enqueued") if k in last)
-        click.echo(f"  {system}: {last.get('finished_at', '?')} ({last.get('mode', '?')}) {counts}"
-                   + (f" ERROR {last['error']}" if last.get("error") else "") + f"; cursor {info['cursor'] or '-'}")
+        counts = ", ".join(
+            f"{k} {last[k]}" for k in ("fetched", "written", "deleted", "failed", "listed", "enqueued") if k in last
+        )
+        click.echo(
+            f"  {system}: {last.get('finished_at', '?')} ({last.get('mode', '?')}) {counts}"
+            + (f" ERROR {last['error']}" if last.get("error") else "")
+            + f"; cursor {info['cursor'] or '-'}"
+        )
 
 
 # -- failed ------------------------------------------------------------------------------------------
@@ -264,7 +330,9 @@ def _selection(state: CliState, all_jobs: bool, system: str | None, job_ids: tup
     if not (all_jobs or system or job_ids):
         raise click.UsageError("say which jobs: --all, --system S, or job ids")
     runtime = _redis_or_fail(state)
-    chosen, missing = select(failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids)
+    chosen, missing = select(
+        failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids
+    )
     if missing:
         raise click.ClickException(f"not in the failed registry: {', '.join(missing)}")
     return runtime, chosen
@@ -323,8 +391,10 @@ def check_config(state: CliState) -> None:
     shown = {name: cfg for name, cfg in config.redacted_sources().items() if cfg.get("enabled")}
     if shown:
         click.echo(yaml.safe_dump({"sources": shown}, sort_keys=True, default_flow_style=False).rstrip())
-    click.echo(f"redis: {redacted_url(settings.redis_url)} (key prefix {settings.key_prefix!r}, queues "
-               f"{', '.join(settings.names.queues)})")
+    click.echo(
+        f"redis: {redacted_url(settings.redis_url)} (key prefix {settings.key_prefix!r}, queues "
+        f"{', '.join(settings.names.queues)})"
+    )
     click.echo(f"workers: {yaml.safe_dump(config.workers, default_flow_style=True).strip()}")
     click.echo(f"resync: {yaml.safe_dump(config.resync, default_flow_style=True).strip()}")
     click.echo(f"webhooks: {yaml.safe_dump(config.webhooks, default_flow_style=True).strip()}")

@@ -96,7 +96,9 @@ def _text(value: bytes | None) -> str:
 class Coalescer:
     """Submits sync jobs for tickets and keeps the per-ticket state consistent with RQ."""
 
-    def __init__(self, connection: Redis, names: Names, *, job_timeout: int = 600, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, connection: Redis, names: Names, *, job_timeout: int = 600, metrics: Metrics | None = None
+    ) -> None:
         self.connection = connection
         self.names = names
         self.job_timeout = job_timeout
@@ -122,12 +124,18 @@ class Coalescer:
                     continue
             else:  # pragma: no cover - only under pathological contention
                 raise RuntimeError(f"could not submit {system}:{ticket_id}: state kept changing")
-        if result.outcome is Submission.COALESCED and queue_name == self.names.live_queue and result.queue != queue_name:
+        if (
+            result.outcome is Submission.COALESCED
+            and queue_name == self.names.live_queue
+            and result.queue != queue_name
+        ):
             if self._promote_to_live(result.job_id, state_key, result.queue):
                 result = SubmitResult(result.outcome, result.job_id, queue_name)
         return result
 
-    def _submit_once(self, pipe: Any, system: str, ticket_id: str, key: str, state_key: str, queue_name: str) -> SubmitResult:
+    def _submit_once(
+        self, pipe: Any, system: str, ticket_id: str, key: str, state_key: str, queue_name: str
+    ) -> SubmitResult:
         pipe.watch(state_key)
         state = pipe.hgetall(state_key)
         current = _text(state.get(b"job"))
@@ -210,7 +218,9 @@ class Coalescer:
                         pipe.execute()
                         return None
                     if state.get(b"rerun") == b"1":
-                        queue_name = _text(state.get(b"rerun_queue")) or _text(state.get(b"queue")) or self.names.live_queue
+                        queue_name = (
+                            _text(state.get(b"rerun_queue")) or _text(state.get(b"queue")) or self.names.live_queue
+                        )
                         rerun_id = new_job_id(self.names, key)
                         self._enqueue(pipe, system, ticket_id, state_key, rerun_id, queue_name)
                         pipe.execute()

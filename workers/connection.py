@@ -8,7 +8,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 
-def redis_client(url: str, *, socket_timeout: float = 1.0, connect_timeout: float | None = None, retries: int = 1) -> Redis:
+def redis_client(
+    url: str, *, socket_timeout: float = 1.0, connect_timeout: float | None = None, retries: int = 1
+) -> Redis:
     """A client that gives up quickly.
 
     Only refused/reset connections are retried (once, after 50 ms, to ride out a restart blip);

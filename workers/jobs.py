@@ -41,15 +41,32 @@ def sync_ticket_job(system: str, ticket_id: str) -> dict[str, Any] | Retry:
             coalescer.finish(system, ticket_id, job_id, retrying=True)
             runtime.metrics.incr("job", system, "retried")
             log_event(
-                log, "job_retry", logging.WARNING, system=system, ticket=ticket_id, job=job_id, attempt=attempt,
-                delay_s=round(verdict.delay, 2), duration_ms=duration_ms, error=verdict.reason,
+                log,
+                "job_retry",
+                logging.WARNING,
+                system=system,
+                ticket=ticket_id,
+                job=job_id,
+                attempt=attempt,
+                delay_s=round(verdict.delay, 2),
+                duration_ms=duration_ms,
+                error=verdict.reason,
             )
             return Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])
         rerun = coalescer.finish(system, ticket_id, job_id)
         runtime.metrics.incr("job", system, "failed")
         log_event(
-            log, "job_failed", logging.ERROR, system=system, ticket=ticket_id, job=job_id, attempt=attempt,
-            duration_ms=duration_ms, kind=verdict.kind.value, error=verdict.reason, rerun=rerun,
+            log,
+            "job_failed",
+            logging.ERROR,
+            system=system,
+            ticket=ticket_id,
+            job=job_id,
+            attempt=attempt,
+            duration_ms=duration_ms,
+            kind=verdict.kind.value,
+            error=verdict.reason,
+            rerun=rerun,
         )
         raise
     rerun = coalescer.finish(system, ticket_id, job_id)
@@ -59,7 +76,14 @@ def sync_ticket_job(system: str, ticket_id: str) -> dict[str, Any] | Retry:
         runtime.metrics.add(pipe, "job_seconds_sum", system, amount=round(duration, 6))
         pipe.execute()
     log_event(
-        log, "job_done", system=system, ticket=ticket_id, job=job_id, outcome=outcome.value, attempt=attempt,
-        duration_ms=round(duration * 1000, 1), rerun=rerun,
+        log,
+        "job_done",
+        system=system,
+        ticket=ticket_id,
+        job=job_id,
+        outcome=outcome.value,
+        attempt=attempt,
+        duration_ms=round(duration * 1000, 1),
+        rerun=rerun,
     )
     return {"outcome": outcome.value, "attempt": attempt, "rerun": rerun}

@@ -22,7 +22,9 @@ def _logfmt_value(value: Any) -> str:
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    message = " ".join([event, *(f"{key}={_logfmt_value(value)}" for key, value in fields.items() if value is not None)])
+    message = " ".join(
+        [event, *(f"{key}={_logfmt_value(value)}" for key, value in fields.items() if value is not None)]
+    )
     logger.log(level, message, extra={"event": event, "fields": fields})
 
 

@@ -32,7 +32,9 @@ def metric_field(name: str, *labels: str) -> str:
 
 
 class Metrics:
-    def __init__(self, connection: Redis, names: Names, *, flush_interval: float | None = None, pause_seconds: float = 2.0) -> None:
+    def __init__(
+        self, connection: Redis, names: Names, *, flush_interval: float | None = None, pause_seconds: float = 2.0
+    ) -> None:
         self.connection = connection
         self.key = names.metrics
         self.flush_interval = flush_interval

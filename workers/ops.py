@@ -56,7 +56,7 @@ def failed_jobs(connection: Redis, names: Names) -> list[FailedJob]:
     for queue_name in names.queues:
         registry = FailedJobRegistry(queue_name, connection=connection)
         ids = registry.get_job_ids()
-        for job_id, job in zip(ids, Job.fetch_many(ids, connection=connection)):
+        for job_id, job in zip(ids, Job.fetch_many(ids, connection=connection), strict=True):
             if job is None:
                 registry.remove(job_id)  # expired job data: nothing left to show or requeue
                 continue
@@ -78,7 +78,9 @@ def failed_jobs(connection: Redis, names: Names) -> list[FailedJob]:
     return found
 
 
-def select(jobs: Iterable[FailedJob], *, all_jobs: bool = False, system: str | None = None, job_ids: Iterable[str] = ()) -> tuple[list[FailedJob], list[str]]:
+def select(
+    jobs: Iterable[FailedJob], *, all_jobs: bool = False, system: str | None = None, job_ids: Iterable[str] = ()
+) -> tuple[list[FailedJob], list[str]]:
     """The failed jobs chosen by --all / --system / ids; also the ids that matched nothing."""
     jobs = list(jobs)
     wanted = set(job_ids)
@@ -101,17 +103,21 @@ def purge(connection: Redis, failed: FailedJob) -> None:
     FailedJobRegistry(failed.queue, connection=connection).remove(failed.job, delete_job=True)
 
 
-def status(connection: Redis, names: Names, persistence: PersistenceService | None, systems: Iterable[str]) -> dict[str, Any]:
+def status(
+    connection: Redis, names: Names, persistence: PersistenceService | None, systems: Iterable[str]
+) -> dict[str, Any]:
     queues = []
     for queue_name in names.queues:
         queue = Queue(queue_name, connection=connection)
-        queues.append({
-            "queue": queue_name,
-            "queued": queue.count,
-            "scheduled": queue.scheduled_job_registry.count,
-            "running": queue.started_job_registry.count,
-            "failed": queue.failed_job_registry.count,
-        })
+        queues.append(
+            {
+                "queue": queue_name,
+                "queued": queue.count,
+                "scheduled": queue.scheduled_job_registry.count,
+                "running": queue.started_job_registry.count,
+                "failed": queue.failed_job_registry.count,
+            }
+        )
     workers = []
     seen: set[str] = set()
     for queue_name in names.queues:
@@ -119,13 +125,15 @@ def status(connection: Redis, names: Names, persistence: PersistenceService | No
             if worker.name in seen:
                 continue
             seen.add(worker.name)
-            workers.append({
-                "name": worker.name,
-                "state": str(worker.get_state()),
-                "queues": ",".join(worker.queue_names()),
-                "current_job": worker.get_current_job_id() or "",
-                "alive": not worker_is_dead(connection, names, worker.name),
-            })
+            workers.append(
+                {
+                    "name": worker.name,
+                    "state": str(worker.get_state()),
+                    "queues": ",".join(worker.queue_names()),
+                    "current_job": worker.get_current_job_id() or "",
+                    "alive": not worker_is_dead(connection, names, worker.name),
+                }
+            )
     resyncs = {}
     for system in systems:
         last = persistence.last_resync(system) if persistence else None

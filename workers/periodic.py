@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -36,7 +36,7 @@ def ensure_scheduled(connection: Redis, names: Names, interval_minutes: int, now
         return None
     job_id = f"{names.safe_prefix}-periodic-resync-{slot}"
     Queue(names.bulk_queue, connection=connection).enqueue_at(
-        datetime.fromtimestamp(slot * period, timezone.utc),
+        datetime.fromtimestamp(slot * period, UTC),
         PERIODIC_FUNCTION,
         job_id=job_id,
         job_timeout=LOCK_TIMEOUT_SECONDS,

@@ -43,7 +43,13 @@ class ProgressReporter:
         state = {"done": 0, "failed": 0, "last": time.monotonic()}
         step = max(1, total // 10)
         lock = threading.Lock()
-        log_event(log, "resync_started", system=plan.system, tickets=total, since=plan.since_used.isoformat() if plan.since_used else "")
+        log_event(
+            log,
+            "resync_started",
+            system=plan.system,
+            tickets=total,
+            since=plan.since_used.isoformat() if plan.since_used else "",
+        )
 
         def report(ticket_id: str, outcome: Any) -> None:
             with lock:
@@ -52,7 +58,14 @@ class ProgressReporter:
                 now = time.monotonic()
                 if state["done"] % step == 0 or state["done"] == total or now - state["last"] >= 10:
                     state["last"] = now
-                    log_event(log, "resync_progress", system=plan.system, done=state["done"], total=total, failed=state["failed"])
+                    log_event(
+                        log,
+                        "resync_progress",
+                        system=plan.system,
+                        done=state["done"],
+                        total=total,
+                        failed=state["failed"],
+                    )
 
         return report
 

@@ -97,7 +97,9 @@ class Lease:
 
     def info(self) -> WorkerInfo:
         scheduler = getattr(self.worker, "scheduler", None)
-        return WorkerInfo(host_identity(), os.getpid(), int(self.worker.horse_pid or 0), getattr(scheduler, "name", "") or "")
+        return WorkerInfo(
+            host_identity(), os.getpid(), int(self.worker.horse_pid or 0), getattr(scheduler, "name", "") or ""
+        )
 
     def renew(self) -> None:
         name = self.worker.name
@@ -200,8 +202,16 @@ def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> 
                 dead.add(job.worker_name or "")
                 _requeue(connection, coalescer, queue, registry, job, composite)
                 recovered.append(job_id)
-                log_event(log, "job_recovered", logging.WARNING, job=job_id, queue=queue_name, dead_worker=job.worker_name,
-                          system=job.meta.get("system"), ticket=job.meta.get("ticket_id"))
+                log_event(
+                    log,
+                    "job_recovered",
+                    logging.WARNING,
+                    job=job_id,
+                    queue=queue_name,
+                    dead_worker=job.worker_name,
+                    system=job.meta.get("system"),
+                    ticket=job.meta.get("ticket_id"),
+                )
         for worker in Worker.all(connection=connection):
             if worker.name not in dead and connection.sismember(names.leased_workers, worker.name):
                 if worker_is_dead(connection, names, worker.name):
@@ -216,7 +226,9 @@ def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> 
     return recovered
 
 
-def _requeue(connection: Redis, coalescer: Coalescer, queue: Queue, registry: StartedJobRegistry, job: Job, composite: str) -> None:
+def _requeue(
+    connection: Redis, coalescer: Coalescer, queue: Queue, registry: StartedJobRegistry, job: Job, composite: str
+) -> None:
     with connection.pipeline() as pipe:
         pipe.multi()
         pipe.zrem(registry.key, composite)

@@ -92,7 +92,9 @@ class RetryPolicy:
             return Verdict(False, kind, reason=reason)
         limit = self.max_attempts if kind is ErrorKind.TRANSIENT else min(self.max_attempts, UNKNOWN_ERROR_ATTEMPTS)
         if attempt >= limit:
-            return Verdict(False, kind, reason=f"{reason} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})")
+            return Verdict(
+                False, kind, reason=f"{reason} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
+            )
         retry_after = getattr(exc, "retry_after", None)
         return Verdict(True, kind, delay=self.backoff(attempt, retry_after, rng), reason=reason)
 

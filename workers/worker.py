@@ -21,12 +21,16 @@ from workers.runtime import Runtime, install_runtime
 log = logging.getLogger("tickets.worker")
 
 
-def build_worker(runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True) -> Worker:
+def build_worker(
+    runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True
+) -> Worker:
     connection = redis_client(runtime.settings.redis_url, socket_timeout=max(runtime.settings.socket_timeout, 5.0))
     queue_names = list(queues or runtime.names.queues)
     unknown = [q for q in queue_names if q not in runtime.names.queues]
     if unknown:
-        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}")
+        raise ValueError(
+            f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
+        )
     worker_class = Worker if fork else SimpleWorker
     return worker_class([Queue(q, connection=connection) for q in queue_names], connection=connection, name=name)
 
@@ -66,8 +70,16 @@ def run_worker(
     lease.start()  # before recovery, so this worker never looks dead to itself
     try:
         tick()
-        log_event(log, "worker_started", worker=worker.name, queues=",".join(q.name for q in worker.queues),
-                  scheduler=with_scheduler, fork=fork)
-        return bool(worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level))
+        log_event(
+            log,
+            "worker_started",
+            worker=worker.name,
+            queues=",".join(q.name for q in worker.queues),
+            scheduler=with_scheduler,
+            fork=fork,
+        )
+        return bool(
+            worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
+        )
     finally:
         lease.stop()

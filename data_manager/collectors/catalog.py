@@ -98,4 +98,4 @@ class Catalog:
 
 
 def entry_from_row(row: sqlite3.Row) -> CatalogEntry:
-    return CatalogEntry(**{key: row[key] for key in row.keys()})
+    return CatalogEntry(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - iterating a Row yields values

@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ def _digest(text: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def metadata_yaml(resource: BaseResource) -> str:
@@ -196,14 +196,18 @@ class PersistenceService:
                 except FileNotFoundError:
                     pass
                 except OSError as exc:
-                    raise PersistenceError(f"cannot delete {source_type}:{ticket_id} at {path}: {exc.strerror}") from None
+                    raise PersistenceError(
+                        f"cannot delete {source_type}:{ticket_id} at {path}: {exc.strerror}"
+                    ) from None
             conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
         return existed
 
     def get(self, source_type: str, ticket_id: str) -> StoredTicket | None:
-        row = self.catalog.read().execute(
-            "SELECT * FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
-        ).fetchone()
+        row = (
+            self.catalog.read()
+            .execute("SELECT * FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id)))
+            .fetchone()
+        )
         return self._load(entry_from_row(row)) if row is not None else None
 
     def get_by_hash(self, hash_: str) -> StoredTicket | None:
@@ -214,9 +218,11 @@ class PersistenceService:
         if source_type is None:
             rows = self.catalog.read().execute("SELECT * FROM tickets ORDER BY hash").fetchall()
         else:
-            rows = self.catalog.read().execute(
-                "SELECT * FROM tickets WHERE source = ? ORDER BY hash", (source_type,)
-            ).fetchall()
+            rows = (
+                self.catalog.read()
+                .execute("SELECT * FROM tickets WHERE source = ? ORDER BY hash", (source_type,))
+                .fetchall()
+            )
         return [entry_from_row(row) for row in rows]
 
     def iter_entries(self, source_type: str | None = None) -> Iterator[CatalogEntry]:
@@ -229,7 +235,9 @@ class PersistenceService:
     def count(self, source_type: str | None = None) -> int:
         if source_type is None:
             return int(self.catalog.read().execute("SELECT COUNT(*) FROM tickets").fetchone()[0])
-        return int(self.catalog.read().execute("SELECT COUNT(*) FROM tickets WHERE source = ?", (source_type,)).fetchone()[0])
+        return int(
+            self.catalog.read().execute("SELECT COUNT(*) FROM tickets WHERE source = ?", (source_type,)).fetchone()[0]
+        )
 
     # -- sync state --------------------------------------------------------------------------------
     def get_cursor(self, system: str) -> datetime | None:
@@ -254,7 +262,11 @@ class PersistenceService:
             )
 
     def last_resync(self, system: str) -> dict[str, Any] | None:
-        row = self.catalog.read().execute("SELECT finished_at, summary FROM resyncs WHERE system = ?", (system,)).fetchone()
+        row = (
+            self.catalog.read()
+            .execute("SELECT finished_at, summary FROM resyncs WHERE system = ?", (system,))
+            .fetchone()
+        )
         if row is None:
             return None
         return {"finished_at": row["finished_at"], **json.loads(row["summary"])}

@@ -209,7 +209,12 @@ class Parser:
             return lambda issue: (not self.access.values(issue, field)) == empty
         if op in {"in", "not in"}:
             values = self.value_list(field)
-            hit = lambda issue: any(self.matches(field, have, want) for have in self.access.values(issue, field) for want in values)  # noqa: E731
+
+            def hit(issue: Any) -> bool:
+                return any(
+                    self.matches(field, have, want) for have in self.access.values(issue, field) for want in values
+                )
+
             return hit if op == "in" else (lambda issue: not hit(issue))
         value = self.value(field)
         return self.compare(field, op, value)
@@ -267,7 +272,11 @@ class Parser:
             contains = lambda issue: any(needle in str(v).lower() for v in access.values(issue, field))  # noqa: E731
             return contains if op == "~" else (lambda issue: not contains(issue))
         if op == "=":
-            return lambda issue: any(self.matches(field, v, want) for v in access.values(issue, field)) if want is not None else not access.values(issue, field)
+            return lambda issue: (
+                any(self.matches(field, v, want) for v in access.values(issue, field))
+                if want is not None
+                else not access.values(issue, field)
+            )
         if op == "!=":
             return lambda issue: not any(self.matches(field, v, want) for v in access.values(issue, field))
         if want is None:

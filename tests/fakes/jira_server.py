@@ -27,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,7 +41,7 @@ from tests.fakes import _jql
 DEPLOYMENTS = ("cloud", "datacenter")
 DEFAULT_USERNAME = "bot@example.com"
 DEFAULT_TOKEN = "fake-jira-token-0123456789"
-GENERATED_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+GENERATED_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 # -- the data the fake knows -----------------------------------------------------------------------
@@ -75,9 +75,19 @@ class FakeTransition:
 USERS = [
     FakeUser("bot", "557058:0b07-bot", "bot", "JIRAUSER10000", "Sync Bot", DEFAULT_USERNAME),
     FakeUser("ann", "557058:1a2b-ann", "ann", "JIRAUSER10100", "Ann Example", "ann@example.com", "Europe/London"),
-    FakeUser("bob", "557058:3c4d-bob", "bob.mueller", "JIRAUSER10101", "Bob Müller", "bob@example.com", "Europe/Berlin"),
+    FakeUser(
+        "bob", "557058:3c4d-bob", "bob.mueller", "JIRAUSER10101", "Bob Müller", "bob@example.com", "Europe/Berlin"
+    ),
     FakeUser("chen", "557058:5e6f-chen", "chen.wei", "JIRAUSER10102", "陈伟", "chen@example.com", "Asia/Shanghai"),
-    FakeUser("customer", "qm:7a8b-customer", "customer", "JIRAUSER10103", "Customer Zoë", "zoe@customer.example", "America/New_York"),
+    FakeUser(
+        "customer",
+        "qm:7a8b-customer",
+        "customer",
+        "JIRAUSER10103",
+        "Customer Zoë",
+        "zoe@customer.example",
+        "America/New_York",
+    ),
 ]
 STATUSES = {
     s.id: s
@@ -161,7 +171,9 @@ class Fault:
     body: Any = None
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method) and (self.path is None or bool(self.path.search(path)))
+        return (self.method is None or self.method.upper() == method) and (
+            self.path is None or bool(self.path.search(path))
+        )
 
 
 def _ms(value: datetime) -> datetime:
@@ -188,7 +200,9 @@ def flatten_adf(value: Any) -> str:
             return "\n"
         children = [c for c in node.get("content") or [] if isinstance(c, dict)]
         joiner = "\n" if any(c.get("content") for c in children) else ""  # block children go on their own lines
-        return str(node.get("text") or (node.get("attrs") or {}).get("text") or "") + joiner.join(inline(c) for c in children)
+        return str(node.get("text") or (node.get("attrs") or {}).get("text") or "") + joiner.join(
+            inline(c) for c in children
+        )
 
     for block in value.get("content") or []:
         blocks.append(inline(block))
@@ -200,7 +214,10 @@ def text_as_adf(text: str) -> dict[str, Any]:
     return {
         "type": "doc",
         "version": 1,
-        "content": [{"type": "paragraph", "content": [{"type": "text", "text": p}]} if p else {"type": "paragraph"} for p in paragraphs],
+        "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": p}]} if p else {"type": "paragraph"}
+            for p in paragraphs
+        ],
     }
 
 
@@ -245,7 +262,7 @@ class FakeJira(_jql.FieldAccess):
         self.comment_page_cap = comment_page_cap
         self.embedded_comment_limit = embedded_comment_limit
         self.omit_is_last = omit_is_last  # JRACLOUD-92184-style: the end shows only by a missing nextPageToken
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.base_url = "http://fake-jira.invalid"
         self.users = {u.handle: u for u in USERS}
         self.issues: dict[str, FakeIssue] = {}
@@ -258,7 +275,7 @@ class FakeJira(_jql.FieldAccess):
         self._next_issue_id = 10000
         self._next_comment_id = 100000
         self._project_counters: dict[str, int] = {}
-        self._last_change = datetime.min.replace(tzinfo=timezone.utc)
+        self._last_change = datetime.min.replace(tzinfo=UTC)
         self.url_map = self._routes()
 
     # -- state: reading ----------------------------------------------------------------------------
@@ -359,7 +376,9 @@ class FakeJira(_jql.FieldAccess):
                 if name == "status":
                     issue.status = self._status_id(value)
                     done = STATUSES[issue.status].category == "done"
-                    issue.resolution = ("10002" if STATUSES[issue.status].name == "Resolved" else "10000") if done else None
+                    issue.resolution = (
+                        ("10002" if STATUSES[issue.status].name == "Resolved" else "10000") if done else None
+                    )
                 elif name in {"issue_type", "priority"}:
                     setattr(issue, name, self._lookup(ISSUE_TYPES if name == "issue_type" else PRIORITIES, value, name))
                 elif hasattr(issue, name) and name not in {"id", "key", "comments", "created", "updated"}:
@@ -441,7 +460,14 @@ class FakeJira(_jql.FieldAccess):
             503: "Service Unavailable",
             500: {"errorMessages": ["Internal server error"]},
         }
-        fault = Fault(status, re.compile(path) if path else None, method, times, dict(headers or {}), body if body is not None else default_bodies.get(status))
+        fault = Fault(
+            status,
+            re.compile(path) if path else None,
+            method,
+            times,
+            dict(headers or {}),
+            body if body is not None else default_bodies.get(status),
+        )
         with self.lock:
             self.faults.append(fault)
         return fault
@@ -496,7 +522,9 @@ class FakeJira(_jql.FieldAccess):
                 updated=updated,
             )
             for j in range(comments(i)):
-                visibility = {"type": "role", "value": "Developers", "identifier": "Developers"} if (i + j) % 7 == 6 else None
+                visibility = (
+                    {"type": "role", "value": "Developers", "identifier": "Developers"} if (i + j) % 7 == 6 else None
+                )
                 self.add_comment(
                     key,
                     self._native_text(f"Comment {j + 1} on {key} — ünïcödé ✓"),
@@ -534,7 +562,9 @@ class FakeJira(_jql.FieldAccess):
         raise KeyError(comment_id)
 
     # -- webhooks the real Jira would send -----------------------------------------------------------
-    def webhook_payload(self, event: str, key: str, *, comment_id: str | None = None, actor: str = "ann") -> dict[str, Any]:
+    def webhook_payload(
+        self, event: str, key: str, *, comment_id: str | None = None, actor: str = "ann"
+    ) -> dict[str, Any]:
         """A webhook body in Jira's shape for `event` about issue `key` (deleted issues keep their last state)."""
         with self.lock:
             issue = self.issues.get(key) or self.deleted.get(key) or self.issue(key)
@@ -547,10 +577,18 @@ class FakeJira(_jql.FieldAccess):
                 "id": issue.id,
                 "self": f"{self.base_url}/rest/api/2/issue/{issue.id}",
                 "key": issue.key,
-                "fields": {k: v for k, v in self._fields_json(issue, "2", ["summary", "issuetype", "project", "assignee", "priority", "status"]).items()},
+                "fields": {
+                    k: v
+                    for k, v in self._fields_json(
+                        issue, "2", ["summary", "issuetype", "project", "assignee", "priority", "status"]
+                    ).items()
+                },
             }
             if event.startswith("jira:issue_"):
-                payload["issue_event_type_name"] = {"jira:issue_created": "issue_created", "jira:issue_deleted": "issue_deleted"}.get(event, "issue_generic")
+                payload["issue_event_type_name"] = {
+                    "jira:issue_created": "issue_created",
+                    "jira:issue_deleted": "issue_deleted",
+                }.get(event, "issue_generic")
                 payload["issue"] = self._issue_json(issue, "2", list(NAVIGABLE_FIELDS))
                 if event == "jira:issue_updated":
                     payload["changelog"] = {"id": str(uuid.uuid4().int % 10**6), "items": [
@@ -558,7 +596,9 @@ class FakeJira(_jql.FieldAccess):
                     ]}  # fmt: skip
             elif event.startswith("comment_"):
                 comments = [c for c in issue.comments if comment_id is None or c.id == comment_id]
-                comment = comments[-1] if comments else FakeComment(comment_id or "0", actor, "", self.now(), self.now())
+                comment = (
+                    comments[-1] if comments else FakeComment(comment_id or "0", actor, "", self.now(), self.now())
+                )
                 payload["comment"] = self._comment_json(issue, comment, "2")
                 payload["issue"] = trimmed
             else:
@@ -583,7 +623,10 @@ class FakeJira(_jql.FieldAccess):
     def _user_json(self, user: FakeUser | None, version: str) -> dict[str, Any] | None:
         if user is None:
             return None
-        avatars = {size: f"https://avatar.example/{user.handle}?s={size.split('x')[0]}" for size in ("48x48", "24x24", "16x16", "32x32")}
+        avatars = {
+            size: f"https://avatar.example/{user.handle}?s={size.split('x')[0]}"
+            for size in ("48x48", "24x24", "16x16", "32x32")
+        }
         if self.deployment == "cloud":
             return {
                 "self": f"{self.base_url}/rest/api/{version}/user?accountId={user.account_id}",
@@ -690,17 +733,21 @@ class FakeJira(_jql.FieldAccess):
                 "simplified": False,
                 "avatarUrls": {"48x48": f"{base}/secure/projectavatar?pid=10000"},
             },
-            "resolution": lambda: None
-            if issue.resolution is None
-            else {
-                "self": f"{base}/rest/api/{version}/resolution/{issue.resolution}",
-                "id": issue.resolution,
-                "description": "",
-                "name": RESOLUTIONS[issue.resolution],
-            },
+            "resolution": lambda: (
+                None
+                if issue.resolution is None
+                else {
+                    "self": f"{base}/rest/api/{version}/resolution/{issue.resolution}",
+                    "id": issue.resolution,
+                    "description": "",
+                    "name": RESOLUTIONS[issue.resolution],
+                }
+            ),
             "resolutiondate": lambda: jira_time(issue.resolution_date, self.zone) if issue.resolution_date else None,
             "comment": lambda: {
-                "comments": [self._comment_json(issue, c, version) for c in issue.comments[: self.embedded_comment_limit]],
+                "comments": [
+                    self._comment_json(issue, c, version) for c in issue.comments[: self.embedded_comment_limit]
+                ],
                 "self": f"{base}/rest/api/{version}/issue/{issue.id}/comment",
                 "maxResults": min(len(issue.comments), self.embedded_comment_limit),
                 "total": len(issue.comments),
@@ -766,7 +813,11 @@ class FakeJira(_jql.FieldAccess):
             "issuekey": lambda: [issue.key],
             "id": lambda: [issue.id],
             "status": lambda: [status.name, status.id],
-            "statuscategory": lambda: [status.category, CATEGORIES[status.category][1], str(CATEGORIES[status.category][0])],
+            "statuscategory": lambda: [
+                status.category,
+                CATEGORIES[status.category][1],
+                str(CATEGORIES[status.category][0]),
+            ],
             "labels": lambda: list(issue.labels),
             "issuetype": lambda: [ISSUE_TYPES[issue.issue_type], issue.issue_type],
             "type": lambda: [ISSUE_TYPES[issue.issue_type], issue.issue_type],
@@ -780,7 +831,9 @@ class FakeJira(_jql.FieldAccess):
             "resolution": lambda: [RESOLUTIONS[issue.resolution], issue.resolution] if issue.resolution else [],
             "summary": lambda: [issue.summary],
             "description": lambda: [flatten_adf(issue.description)],
-            "text": lambda: [issue.summary, flatten_adf(issue.description)] + [flatten_adf(c.body) for c in issue.comments],
+            "text": lambda: (
+                [issue.summary, flatten_adf(issue.description)] + [flatten_adf(c.body) for c in issue.comments]
+            ),
             "comment": lambda: [flatten_adf(c.body) for c in issue.comments],
         }
         return table.get(field, lambda: [])()
@@ -804,7 +857,9 @@ class FakeJira(_jql.FieldAccess):
         with self.lock:
             query = _jql.parse(jql, self, self.zone, self.now())
             if query.where is None and self.deployment == "cloud":
-                raise JiraRequestError(400, ["Unbounded JQL queries are not allowed here. Please add a search restriction to your query."])
+                raise JiraRequestError(
+                    400, ["Unbounded JQL queries are not allowed here. Please add a search restriction to your query."]
+                )
             hits = [issue for issue in self.issues.values() if query.where is None or query.where(issue)]
             return _jql.sort(hits, query.order_by or [("key", True)], self)
 
@@ -851,7 +906,15 @@ class FakeJira(_jql.FieldAccess):
             if fault is not None:
                 return self._fault_response(fault)
             if not self._authenticated(request):
-                return self._json(401, {"errorMessages": ["You are not authenticated. Authentication required to perform this operation."], "errors": {}})
+                return self._json(
+                    401,
+                    {
+                        "errorMessages": [
+                            "You are not authenticated. Authentication required to perform this operation."
+                        ],
+                        "errors": {},
+                    },
+                )
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match()
@@ -883,7 +946,12 @@ class FakeJira(_jql.FieldAccess):
     def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
         if body is None:
             return Response(status=status, headers=headers)
-        return Response(json.dumps(body, ensure_ascii=False), status=status, headers=headers, content_type="application/json;charset=UTF-8")
+        return Response(
+            json.dumps(body, ensure_ascii=False),
+            status=status,
+            headers=headers,
+            content_type="application/json;charset=UTF-8",
+        )
 
     def _fault_response(self, fault: Fault) -> Response:
         if isinstance(fault.body, (dict, list)):
@@ -939,14 +1007,20 @@ class FakeJira(_jql.FieldAccess):
         if errors:
             raise JiraRequestError(400, [], errors)
         with self.lock:
-            key = self.add_issue(str(fields["summary"]), project=str(project_key), issue_type=str(type_name), reporter="bot")
+            key = self.add_issue(
+                str(fields["summary"]), project=str(project_key), issue_type=str(type_name), reporter="bot"
+            )
             issue = self.issues[key]
             try:
-                self._apply_fields(issue, {k: v for k, v in fields.items() if k not in {"project", "issuetype", "summary"}}, version)
+                self._apply_fields(
+                    issue, {k: v for k, v in fields.items() if k not in {"project", "issuetype", "summary"}}, version
+                )
             except JiraRequestError:
                 del self.issues[key]
                 raise
-            return self._json(201, {"id": issue.id, "key": issue.key, "self": f"{self.base_url}/rest/api/{version}/issue/{issue.id}"})
+            return self._json(
+                201, {"id": issue.id, "key": issue.key, "self": f"{self.base_url}/rest/api/{version}/issue/{issue.id}"}
+            )
 
     def _user_from(self, value: Any, field_name: str) -> str | None:
         """Cloud takes `{"accountId"}`, Data Center `{"name"}`; null unassigns."""
@@ -981,7 +1055,9 @@ class FakeJira(_jql.FieldAccess):
             elif name == "labels":
                 updates[name] = list(value or [])
             elif name == "priority":
-                updates[name] = self._lookup(PRIORITIES, (value or {}).get("name") or (value or {}).get("id"), "priority")
+                updates[name] = self._lookup(
+                    PRIORITIES, (value or {}).get("name") or (value or {}).get("id"), "priority"
+                )
             elif name.startswith("customfield_"):
                 issue.custom[name] = value
             else:
@@ -1008,7 +1084,13 @@ class FakeJira(_jql.FieldAccess):
                 body = self._body(request)
                 text = body.get("body")
                 if version == "3" and not _is_adf(text):
-                    raise JiraRequestError(400, ["INVALID_INPUT"], {"comment": "Operation value must be an Atlassian Document (see the Atlassian Document Format)"})
+                    raise JiraRequestError(
+                        400,
+                        ["INVALID_INPUT"],
+                        {
+                            "comment": "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+                        },
+                    )
                 if version == "2" and (not isinstance(text, str) or not text.strip()):
                     raise JiraRequestError(400, [], {"comment": "Comment body can not be empty!"})
                 comment_id = self.add_comment(issue.key, text, author="bot", visibility=body.get("visibility"))
@@ -1064,7 +1146,13 @@ class FakeJira(_jql.FieldAccess):
             available = [t for t in TRANSITIONS if issue.status in t.sources]
             if request.method == "GET":
                 with_fields = "transitions.fields" in (request.args.get("expand") or "")
-                return self._json(200, {"expand": "transitions", "transitions": [self._transition_json(t, version, with_fields) for t in available]})
+                return self._json(
+                    200,
+                    {
+                        "expand": "transitions",
+                        "transitions": [self._transition_json(t, version, with_fields) for t in available],
+                    },
+                )
             body = self._body(request)
             transition_id = str((body.get("transition") or {}).get("id") or "")
             chosen = next((t for t in available if t.id == transition_id), None)
@@ -1142,7 +1230,9 @@ class FakeJira(_jql.FieldAccess):
             hits = self.search(str(params.get("jql") or ""))
             wanted = self._wanted_fields(params.get("fields"), list(NAVIGABLE_FIELDS))
             page = [self._issue_json(issue, version, wanted) for issue in hits[start : start + size]]
-        return self._json(200, {"expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits), "issues": page})
+        return self._json(
+            200, {"expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits), "issues": page}
+        )
 
     def _on_search_token(self, request: Request, version: str) -> Response:
         """Cloud's enhanced search: `nextPageToken` paging, no total; only ids unless `fields` is given."""
@@ -1222,7 +1312,11 @@ class FakeJira(_jql.FieldAccess):
         body = self._body(request)
         try:
             comment_id = self.add_comment(
-                key, body.get("body", ""), author=body.get("author", "ann"), visibility=body.get("visibility"), jsd_public=body.get("jsdPublic")
+                key,
+                body.get("body", ""),
+                author=body.get("author", "ann"),
+                visibility=body.get("visibility"),
+                jsd_public=body.get("jsdPublic"),
             )
         except KeyError:
             raise JiraRequestError(404, [f"no issue {key}"]) from None
@@ -1281,7 +1375,9 @@ class RunningFakeJira:
         self.stop()
 
 
-def start_fake_jira(fake: FakeJira | None = None, *, host: str = "127.0.0.1", port: int = 0, issues: int = 0, **options: Any) -> RunningFakeJira:
+def start_fake_jira(
+    fake: FakeJira | None = None, *, host: str = "127.0.0.1", port: int = 0, issues: int = 0, **options: Any
+) -> RunningFakeJira:
     """Serve `fake` (or a new one with `options`, seeded with `issues` issues) in a daemon thread."""
     fake = fake or FakeJira(**options)
     if issues:
@@ -1289,13 +1385,17 @@ def start_fake_jira(fake: FakeJira | None = None, *, host: str = "127.0.0.1", po
     server = make_server(host, port, fake, threaded=True, request_handler=_QuietKeepAliveHandler)
     server.daemon_threads = True
     fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-jira", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-jira", daemon=True
+    )
     thread.start()
     return RunningFakeJira(fake, server, thread)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Serve a fake Jira (Cloud v3 or Data Center v2) with generated issues.")
+    parser = argparse.ArgumentParser(
+        description="Serve a fake Jira (Cloud v3 or Data Center v2) with generated issues."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed as JIRA_URL=...)")
     parser.add_argument("--deployment", choices=DEPLOYMENTS, default="cloud")
@@ -1331,4 +1431,13 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["FakeJira", "RunningFakeJira", "start_fake_jira", "jira_time", "text_as_adf", "USERS", "STATUSES", "TRANSITIONS"]
+__all__ = [
+    "STATUSES",
+    "TRANSITIONS",
+    "USERS",
+    "FakeJira",
+    "RunningFakeJira",
+    "jira_time",
+    "start_fake_jira",
+    "text_as_adf",
+]

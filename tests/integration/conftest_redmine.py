@@ -84,7 +84,13 @@ class RedmineAdmin:
         self.session.headers["X-Redmine-API-Key"] = server.api_key
 
     def call(
-        self, method: str, path: str, *, key: str | None = None, expect: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        expect: tuple[int, ...] = (200, 201, 204),
+        **kwargs: Any,
     ) -> Any:
         headers = kwargs.pop("headers", {})
         if key is not None:
@@ -106,7 +112,9 @@ class RedmineAdmin:
         )
 
     # -- projects, users, memberships ----------------------------------------------------------
-    def create_project(self, prefix: str, *, parent_id: int | None = None, custom_fields: bool = False) -> dict[str, Any]:
+    def create_project(
+        self, prefix: str, *, parent_id: int | None = None, custom_fields: bool = False
+    ) -> dict[str, Any]:
         project: dict[str, Any] = {"name": prefix, "identifier": unique(prefix), "is_public": False}
         if parent_id is not None:
             project["parent_id"] = parent_id
@@ -119,7 +127,9 @@ class RedmineAdmin:
 
     def custom_fields(self) -> list[dict[str, Any]]:
         """The test custom fields, created once per server with `rails runner` when missing."""
-        found = [cf for cf in self.call("GET", "custom_fields.json")["custom_fields"] if cf["name"] in CUSTOM_FIELD_NAMES]
+        found = [
+            cf for cf in self.call("GET", "custom_fields.json")["custom_fields"] if cf["name"] in CUSTOM_FIELD_NAMES
+        ]
         if len(found) < len(CUSTOM_FIELD_NAMES):
             subprocess.run(
                 ["bundle", "exec", "rails", "runner", "-e", "production", CUSTOM_FIELDS_RUBY],
@@ -128,7 +138,9 @@ class RedmineAdmin:
                 capture_output=True,
                 timeout=300,
             )
-            found = [cf for cf in self.call("GET", "custom_fields.json")["custom_fields"] if cf["name"] in CUSTOM_FIELD_NAMES]
+            found = [
+                cf for cf in self.call("GET", "custom_fields.json")["custom_fields"] if cf["name"] in CUSTOM_FIELD_NAMES
+            ]
         return found
 
     def create_user(
@@ -166,7 +178,9 @@ class RedmineAdmin:
 
     # -- issues ----------------------------------------------------------------------------
     def create_issue(self, project: str, subject: str, **fields: Any) -> dict[str, Any]:
-        return self.call("POST", "issues.json", json={"issue": {"project_id": project, "subject": subject, **fields}})["issue"]
+        return self.call("POST", "issues.json", json={"issue": {"project_id": project, "subject": subject, **fields}})[
+            "issue"
+        ]
 
     def create_issues(self, project: str, count: int, prefix: str = "bulk", workers: int = 3) -> list[int]:
         """Many issues quickly, from a few threads."""
@@ -237,9 +251,13 @@ class RecordingProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
+                }
                 proxy.requests.append(RecordedRequest(self.command, self.path, dict(self.headers.items())))
-                answer = upstream.request(self.command, proxy.target + self.path, headers=headers, data=body, timeout=30)
+                answer = upstream.request(
+                    self.command, proxy.target + self.path, headers=headers, data=body, timeout=30
+                )
                 self.send_response(answer.status_code)
                 for name in ("Content-Type", "Retry-After"):
                     if name in answer.headers:

@@ -69,7 +69,10 @@ def integration(
 
 
 def test_fetch_maps_fields_metadata_and_custom_fields(
-    redmine_server: RedmineServer, redmine_project: dict[str, Any], people: dict[str, Any], discussed_issue: dict[str, Any]
+    redmine_server: RedmineServer,
+    redmine_project: dict[str, Any],
+    people: dict[str, Any],
+    discussed_issue: dict[str, Any],
 ) -> None:
     snapshot = integration(redmine_server, redmine_project).fetch(str(discussed_issue["id"]))
 
@@ -92,7 +95,10 @@ def test_fetch_maps_fields_metadata_and_custom_fields(
 
 
 def test_notes_become_comments_in_journal_order_without_status_only_or_private_ones(
-    redmine_server: RedmineServer, redmine_project: dict[str, Any], people: dict[str, Any], discussed_issue: dict[str, Any]
+    redmine_server: RedmineServer,
+    redmine_project: dict[str, Any],
+    people: dict[str, Any],
+    discussed_issue: dict[str, Any],
 ) -> None:
     snapshot = integration(redmine_server, redmine_project).fetch(str(discussed_issue["id"]))
 
@@ -254,7 +260,10 @@ def test_malformed_ids_are_refused_before_any_request(redmine_server: RedmineSer
 
 
 def test_wrong_api_key_fails_clearly_and_never_shows_the_key(
-    redmine_admin: RedmineAdmin, redmine_server: RedmineServer, redmine_project: dict[str, Any], caplog: pytest.LogCaptureFixture
+    redmine_admin: RedmineAdmin,
+    redmine_server: RedmineServer,
+    redmine_project: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     issue = redmine_admin.create_issue(redmine_project["identifier"], "Private project issue")["id"]

@@ -80,7 +80,7 @@ def test_issues_changing_or_vanishing_mid_listing_hide_no_other_issue(
 
         rest = [int(ref.ticket_id) for ref in listing]
 
-        assert rest == created[10:] + [added]  # nothing skipped, nothing twice
+        assert rest == [*created[10:], added]  # nothing skipped, nothing twice
         assert redmine.client.request_count == 1 + 4  # key check + pages of 10, 10, 10 and the last short one
     finally:
         redmine_admin.delete_project(project["identifier"])

@@ -27,7 +27,7 @@ ISSUES = 220
 
 
 def public_notes(n: int) -> list[str]:
-    return [f"public note {k} on issue {n} — ünïcödé <b>\"quoted\"</b>" for k in range(n % 3)]
+    return [f'public note {k} on issue {n} — ünïcödé <b>"quoted"</b>' for k in range(n % 3)]
 
 
 def test_full_and_incremental_resync_into_persistence(

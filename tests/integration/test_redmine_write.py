@@ -57,7 +57,11 @@ def test_round_trip_through_the_ticket_facade(
     )
     ticket = Ticket.read(ticket_id)
     assert (ticket.data.title, ticket.data.description) == ("Broken login", "Steps:\n1. log in\n2. cry")
-    assert (ticket.data.status, ticket.data.assignee, ticket.data.requester) == (Status.OPEN, dev["name"], "Redmine Admin")
+    assert (ticket.data.status, ticket.data.assignee, ticket.data.requester) == (
+        Status.OPEN,
+        dev["name"],
+        "Redmine Admin",
+    )
     assert ticket.data.custom_fields == {"Customer reference": "C-1", "Environments": ["staging"]}
     assert ticket.comments == []
 
@@ -72,7 +76,9 @@ def test_round_trip_through_the_ticket_facade(
         assert (snapshot.data.status, snapshot.status_name) == (status, name)
 
     Ticket.comment(ticket_id, "Looking into it.\nWith a second line.", author="anyone")
-    Ticket.update(ticket_id, title="Broken login on Mondays", assignee=None, custom_fields={"Customer reference": "C-2"})
+    Ticket.update(
+        ticket_id, title="Broken login on Mondays", assignee=None, custom_fields={"Customer reference": "C-2"}
+    )
     ticket = Ticket.read(ticket_id)
     assert [(c.author, c.text) for c in ticket.comments] == [("Redmine Admin", "Looking into it.\nWith a second line.")]
     assert (ticket.data.title, ticket.data.assignee) == ("Broken login on Mondays", None)
@@ -106,9 +112,14 @@ def test_create_in_a_closed_state_and_assign_by_login_or_id(redmine: RedmineTick
     assert redmine.fetch(by_id).data.assignee == dev["name"]
 
 
-def test_communication_lives_in_a_configured_custom_field(redmine_server: RedmineServer, redmine_project: dict[str, Any]) -> None:
+def test_communication_lives_in_a_configured_custom_field(
+    redmine_server: RedmineServer, redmine_project: dict[str, Any]
+) -> None:
     redmine = RedmineTickets(
-        redmine_server.url, redmine_server.api_key, redmine_project["identifier"], communication_field="Customer reference"
+        redmine_server.url,
+        redmine_server.api_key,
+        redmine_project["identifier"],
+        communication_field="Customer reference",
     )
     ticket_id = redmine.create(TicketData(title="Call me", communication="phone"))
     data, _ = redmine.read(ticket_id)
@@ -150,7 +161,10 @@ def test_bad_writes_fail_clearly_and_change_nothing(
 
 
 def test_changes_redmine_silently_ignores_are_reported(
-    redmine_server: RedmineServer, redmine_admin: RedmineAdmin, redmine_project: dict[str, Any], reporter: dict[str, Any]
+    redmine_server: RedmineServer,
+    redmine_admin: RedmineAdmin,
+    redmine_project: dict[str, Any],
+    reporter: dict[str, Any],
 ) -> None:
     issue = str(redmine_admin.create_issue(redmine_project["identifier"], "Reporter may comment only")["id"])
     as_reporter = RedmineTickets(redmine_server.url, reporter["api_key"], redmine_project["identifier"])
@@ -161,13 +175,17 @@ def test_changes_redmine_silently_ignores_are_reported(
     assert redmine_admin.get_issue(int(issue))["status"]["name"] == "New"
     as_reporter.add_comment(issue, Comment(reporter["login"], "I can still comment", "2024-01-01T00:00:00Z"))
 
-    assert [(c.author, c.text) for c in as_reporter.fetch(issue).comments] == [(reporter["name"], "I can still comment")]
+    assert [(c.author, c.text) for c in as_reporter.fetch(issue).comments] == [
+        (reporter["name"], "I can still comment")
+    ]
 
 
 def test_impersonation_records_the_named_author(
     redmine_server: RedmineServer, redmine_admin: RedmineAdmin, redmine_project: dict[str, Any], dev: dict[str, Any]
 ) -> None:
-    redmine = RedmineTickets(redmine_server.url, redmine_server.api_key, redmine_project["identifier"], impersonate_authors=True)
+    redmine = RedmineTickets(
+        redmine_server.url, redmine_server.api_key, redmine_project["identifier"], impersonate_authors=True
+    )
 
     ticket_id = redmine.create(TicketData(title="Filed for Devon", requester=dev["login"]))
     redmine.add_comment(ticket_id, Comment(dev["login"], "by login", "2024-01-01T00:00:00Z"))

@@ -27,10 +27,18 @@ def write_config(
     memory_cfg = {"enabled": True, "webhook_secret": SECRET, "store_path": str(store_path), "resync_concurrency": 4}
     memory_cfg.update(memory or {})
     document = {
-        "data_manager": {"data_path": str(directory / "data"), "sources": {"tickets": {"memory": memory_cfg, **(sources or {})}}},
+        "data_manager": {
+            "data_path": str(directory / "data"),
+            "sources": {"tickets": {"memory": memory_cfg, **(sources or {})}},
+        },
         "redis": {"url": redis_url, "key_prefix": key_prefix, "socket_timeout": 1.0},
-        "workers": {"max_attempts": 4, "retry_base_seconds": 1, "retry_max_seconds": 4, "lease_seconds": 5,
-                    **(workers or {})},
+        "workers": {
+            "max_attempts": 4,
+            "retry_base_seconds": 1,
+            "retry_max_seconds": 4,
+            "lease_seconds": 5,
+            **(workers or {}),
+        },
         "resync": resync or {"interval_minutes": 0},
         "webhooks": webhooks or {"max_body_bytes": 4096},
     }

@@ -28,7 +28,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition") -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> object:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -45,7 +47,12 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
@@ -98,18 +105,34 @@ class Process:
         self._log.close()
 
 
-def start_web(config: Path, log_dir: Path, *, workers: int = 2, threads: int = 4, app: str = "webhooks.wsgi:app",
-              name: str = "web", wait: bool = True, env: dict[str, str] | None = None) -> tuple[Process, str]:
+def start_web(
+    config: Path,
+    log_dir: Path,
+    *,
+    workers: int = 2,
+    threads: int = 4,
+    app: str = "webhooks.wsgi:app",
+    name: str = "web",
+    wait: bool = True,
+    env: dict[str, str] | None = None,
+) -> tuple[Process, str]:
     port = free_port()
     proc = Process(
         name,
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webhooks" / "gunicorn_conf.py"), app],
         log_dir,
-        env={"TICKETS_CONFIG": str(config), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers),
-             "WEB_THREADS": str(threads), "WEB_LOG_LEVEL": "warning", **(env or {})},
+        env={
+            "TICKETS_CONFIG": str(config),
+            "BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(workers),
+            "WEB_THREADS": str(threads),
+            "WEB_LOG_LEVEL": "warning",
+            **(env or {}),
+        },
     )
     url = f"http://127.0.0.1:{port}"
     if wait:
+
         def up() -> bool:
             if not proc.alive():
                 raise AssertionError(f"{name} exited:\n{proc.log()}")
@@ -122,11 +145,14 @@ def start_web(config: Path, log_dir: Path, *, workers: int = 2, threads: int = 4
     return proc, url
 
 
-def start_worker(config: Path, log_dir: Path, *args: str, name: str = "worker", redis_url: str | None = None) -> Process:
+def start_worker(
+    config: Path, log_dir: Path, *args: str, name: str = "worker", redis_url: str | None = None
+) -> Process:
     conn = redis.Redis.from_url(redis_url) if redis_url else None
     before = set(conn.smembers("rq:workers")) if conn else set()
     proc = Process(name, [sys.executable, "-m", "workers.cli", "--config", str(config), "worker", *args], log_dir)
     if conn is not None:
+
         def registered() -> bool:
             if not proc.alive():
                 raise AssertionError(f"{name} exited:\n{proc.log()}")
@@ -137,8 +163,13 @@ def start_worker(config: Path, log_dir: Path, *args: str, name: str = "worker", 
 
 
 def cli(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", "--config", str(config), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", "--config", str(config), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class RedisServer:
@@ -150,8 +181,23 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc = Process("redis", [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no", "--dir", str(log_dir)], log_dir)
+        self.proc = Process(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(log_dir),
+            ],
+            log_dir,
+        )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
 
         def ping() -> bool:

@@ -28,13 +28,21 @@ WEBHOOK_BODY_LIMIT = 1 << 20  # real payloads (a Jira issue with its fields) are
 class PipelineStack:
     """A config with the given ticket systems (memory disabled), and the processes serving it."""
 
-    def __init__(self, directory: Path, redis_url: str, sources: Mapping[str, dict[str, Any]], *, key_prefix: str,
-                 **config: Any) -> None:
+    def __init__(
+        self, directory: Path, redis_url: str, sources: Mapping[str, dict[str, Any]], *, key_prefix: str, **config: Any
+    ) -> None:
         self.dir = directory
         self.redis_url = redis_url
         self.names = Names(key_prefix)
-        self.config = write_config(directory, redis_url, key_prefix=key_prefix, memory={"enabled": False},
-                                   sources=dict(sources), webhooks={"max_body_bytes": WEBHOOK_BODY_LIMIT}, **config)
+        self.config = write_config(
+            directory,
+            redis_url,
+            key_prefix=key_prefix,
+            memory={"enabled": False},
+            sources=dict(sources),
+            webhooks={"max_body_bytes": WEBHOOK_BODY_LIMIT},
+            **config,
+        )
         self.tickets_dir = directory / "data" / "tickets"
         self.redis = redis.Redis.from_url(redis_url)
         self.processes: list[Process] = []
@@ -59,6 +67,7 @@ class PipelineStack:
 
     def wait_log(self, name: str, pattern: str, timeout: float = 10) -> str:
         """The process's log once a line matches `pattern` (a job logs its outcome just after writing)."""
+
         def matched() -> str:
             log = self.log_of(name)
             return log if re.search(pattern, log) else ""
@@ -77,11 +86,21 @@ class PipelineStack:
         self.redis.close()
 
     # -- webhooks -------------------------------------------------------------------------------
-    def post(self, system: str, body: bytes, headers: Mapping[str, str], *, query: Mapping[str, str] | None = None) -> requests.Response:
-        return requests.post(f"{self.url}/webhooks/{system}", data=body, headers=dict(headers), params=query, timeout=10)
+    def post(
+        self, system: str, body: bytes, headers: Mapping[str, str], *, query: Mapping[str, str] | None = None
+    ) -> requests.Response:
+        return requests.post(
+            f"{self.url}/webhooks/{system}", data=body, headers=dict(headers), params=query, timeout=10
+        )
 
-    def post_json(self, system: str, payload: Any, headers: Mapping[str, str] | None = None, *,
-                  query: Mapping[str, str] | None = None) -> requests.Response:
+    def post_json(
+        self,
+        system: str,
+        payload: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         body = json.dumps(payload).encode()
         return self.post(system, body, {"Content-Type": "application/json", **(headers or {})}, query=query)
 
@@ -98,10 +117,15 @@ class PipelineStack:
     def stored_ids(self, system: str) -> set[str]:
         """Ticket ids with a file, from the file names (ids here never need the hash's digest form)."""
         prefix = f"{system}_"
-        return {p.name[len(prefix):-4] for p in self.tickets_dir.glob(f"{prefix}*.txt")} if self.tickets_dir.exists() else set()
+        return (
+            {p.name[len(prefix) : -4] for p in self.tickets_dir.glob(f"{prefix}*.txt")}
+            if self.tickets_dir.exists()
+            else set()
+        )
 
     def wait_stored(self, system: str, ticket_id: str, *texts: str, timeout: float = 20) -> str:
         """The ticket's file once it contains every one of `texts`."""
+
         def ready() -> str:
             content = self.stored(system, ticket_id)
             return content if content and all(text in content for text in texts) else ""
@@ -109,11 +133,15 @@ class PipelineStack:
         try:
             return str(wait_for(ready, timeout, what=f"{system}:{ticket_id} stored with {texts!r}"))
         except AssertionError:
-            raise AssertionError(f"{system}:{ticket_id} has:\n{self.stored(system, ticket_id)[:2000]}\n{self.logs()}") from None
+            raise AssertionError(
+                f"{system}:{ticket_id} has:\n{self.stored(system, ticket_id)[:2000]}\n{self.logs()}"
+            ) from None
 
     def wait_gone(self, system: str, ticket_id: str, timeout: float = 20) -> None:
         try:
-            wait_for(lambda: not self.path(system, ticket_id).exists(), timeout, what=f"{system}:{ticket_id}'s file to go")
+            wait_for(
+                lambda: not self.path(system, ticket_id).exists(), timeout, what=f"{system}:{ticket_id}'s file to go"
+            )
         except AssertionError:
             raise AssertionError(self.logs()) from None
 
@@ -132,8 +160,10 @@ class PipelineStack:
             wait_for(done, timeout, interval=0.2, what=f"{len(missing)} {system} tickets to be stored")
         except AssertionError:
             sample = sorted(missing)[:5]
-            raise AssertionError(f"{len(missing)} not stored as expected, e.g. {sample}: "
-                                 f"{self.stored(system, sample[0])[:1500]!r}\n{self.logs()}") from None
+            raise AssertionError(
+                f"{len(missing)} not stored as expected, e.g. {sample}: "
+                f"{self.stored(system, sample[0])[:1500]!r}\n{self.logs()}"
+            ) from None
 
     # -- the queue ------------------------------------------------------------------------------
     def jobs_for(self, system: str, ticket_id: str) -> list[str]:

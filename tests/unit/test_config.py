@@ -42,7 +42,9 @@ def test_disabled_system_with_missing_secret_is_no_error() -> None:
 
 
 def test_enabled_can_come_from_the_environment() -> None:
-    raw = {"data_manager": {"sources": {"tickets": {"memory": {"enabled": "${MEMORY_ON:-false}", "webhook_secret": "s"}}}}}
+    raw = {
+        "data_manager": {"sources": {"tickets": {"memory": {"enabled": "${MEMORY_ON:-false}", "webhook_secret": "s"}}}}
+    }
     assert parse_config(raw, env={"MEMORY_ON": "true"}).enabled_systems == ["memory"]
     assert parse_config(raw, env={}).enabled_systems == []
     with pytest.raises(ConfigError, match=r"memory\.enabled: must be true or false"):
@@ -72,7 +74,11 @@ def test_wrong_shapes_name_the_key_path() -> None:
 
 def test_environment_overrides_data_path_redis_and_system_keys() -> None:
     raw = memory_config(webhook_secret="from-file")
-    env = {"DATA_PATH": "/srv/tickets", "REDIS_URL": "redis://redis:6379/3", "TICKETS_MEMORY_WEBHOOK_SECRET": "from-env"}
+    env = {
+        "DATA_PATH": "/srv/tickets",
+        "REDIS_URL": "redis://redis:6379/3",
+        "TICKETS_MEMORY_WEBHOOK_SECRET": "from-env",
+    }
     config = parse_config(raw, env=env)
     assert str(config.data_path) == "/srv/tickets"
     assert config.redis["url"] == "redis://redis:6379/3"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -21,7 +21,9 @@ class Sleeps(list):
 
 
 def client(server: HTTPServer, sleeps: Sleeps, **kwargs: object) -> ApiClient:
-    return ApiClient(server.url_for("/"), headers={"Authorization": f"Bearer {SECRET}"}, secrets=[SECRET], sleep=sleeps, **kwargs)  # type: ignore[arg-type]
+    return ApiClient(
+        server.url_for("/"), headers={"Authorization": f"Bearer {SECRET}"}, secrets=[SECRET], sleep=sleeps, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def test_429_with_retry_after_is_honoured_then_succeeds(httpserver: HTTPServer) -> None:
@@ -42,12 +44,14 @@ def test_503_without_header_backs_off_exponentially(httpserver: HTTPServer) -> N
     client(httpserver, sleeps, backoff_base=0.5).get_json("/x")
     # 0.5 * 2^(attempt-1), plus at most 0.5 s of jitter
     assert len(sleeps) == 3
-    for sleep, base in zip(sleeps, (0.5, 1.0, 2.0)):
+    for sleep, base in zip(sleeps, (0.5, 1.0, 2.0), strict=True):
         assert base <= sleep <= base + 0.5
 
 
 def test_retries_are_bounded_and_end_transient_with_retry_after(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/x").respond_with_json({"message": "slow down"}, status=429, headers={"Retry-After": "2"})
+    httpserver.expect_request("/x").respond_with_json(
+        {"message": "slow down"}, status=429, headers={"Retry-After": "2"}
+    )
     sleeps = Sleeps()
     with pytest.raises(TransientError) as info:
         client(httpserver, sleeps, max_retries=2).get_json("/x")
@@ -64,7 +68,7 @@ def test_a_wait_longer_than_the_cap_is_left_to_the_caller(httpserver: HTTPServer
 
 
 def test_x_ratelimit_reset_and_http_date_retry_after_are_understood() -> None:
-    now = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    now = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     response = requests.Response()
     response.status_code = 429
     response.headers["X-RateLimit-Reset"] = (now + timedelta(seconds=42)).isoformat().replace("+00:00", "Z")
@@ -99,7 +103,9 @@ def test_secrets_are_redacted_from_errors_and_logs(httpserver: HTTPServer, caplo
         client(httpserver, Sleeps()).get_json("/x", params={"key": SECRET})
     assert SECRET not in str(info.value)
     assert "key=***" in str(info.value)
-    assert not [r for r in caplog.records if r.name != "werkzeug" and SECRET in r.getMessage()]  # werkzeug is the test server
+    assert not [
+        r for r in caplog.records if r.name != "werkzeug" and SECRET in r.getMessage()
+    ]  # werkzeug is the test server
     assert SECRET not in repr(client(httpserver, Sleeps()))
 
 
@@ -135,6 +141,8 @@ def test_500_is_retried_for_reads_but_not_for_creates(httpserver: HTTPServer) ->
 
 
 def test_a_post_answered_429_is_sent_again(httpserver: HTTPServer) -> None:
-    httpserver.expect_ordered_request("/x", method="POST").respond_with_data("", status=429, headers={"Retry-After": "0"})
+    httpserver.expect_ordered_request("/x", method="POST").respond_with_data(
+        "", status=429, headers={"Retry-After": "0"}
+    )
     httpserver.expect_ordered_request("/x", method="POST").respond_with_json({"id": 1}, status=201)
     assert client(httpserver, Sleeps()).request("POST", "/x", json={}).json() == {"id": 1}

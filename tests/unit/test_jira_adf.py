@@ -48,9 +48,17 @@ CASES = [
     ("paragraphs are separated by a blank line", doc(p(t("one")), p(t("two"))), "one\n\ntwo"),
     ("empty paragraph inside keeps the spacing", doc(p(t("a")), p(), p(t("b"))), "a\n\n\n\nb"),
     ("heading levels", doc({"type": "heading", "attrs": {"level": 2}, "content": [t("Title")]}), "## Title"),
-    ("heading level out of range is clamped", doc({"type": "heading", "attrs": {"level": 9}, "content": [t("T")]}), "###### T"),
+    (
+        "heading level out of range is clamped",
+        doc({"type": "heading", "attrs": {"level": 9}, "content": [t("T")]}),
+        "###### T",
+    ),
     ("heading without level", doc({"type": "heading", "content": [t("T")]}), "# T"),
-    ("bold and italic marks are plain", doc(p(t("bold", {"type": "strong"}), t(" "), t("it", {"type": "em"}))), "bold it"),
+    (
+        "bold and italic marks are plain",
+        doc(p(t("bold", {"type": "strong"}), t(" "), t("it", {"type": "em"}))),
+        "bold it",
+    ),
     ("code mark", doc(p(t("run "), t("ls -l", {"type": "code"}))), "run `ls -l`"),
     ("link with different text", doc(p(t("docs", link("https://x.example/d")))), "docs (https://x.example/d)"),
     ("link whose text is the url", doc(p(t("https://x.example", link("https://x.example")))), "https://x.example"),
@@ -88,7 +96,10 @@ CASES = [
                 "content": [
                     item(
                         p(t("top")),
-                        {"type": "orderedList", "content": [item(p(t("one")), {"type": "bulletList", "content": [item(p(t("deep")))]})]},
+                        {
+                            "type": "orderedList",
+                            "content": [item(p(t("one")), {"type": "bulletList", "content": [item(p(t("deep")))]})],
+                        },
                     ),
                     item(p(t("next"))),
                 ],
@@ -101,8 +112,16 @@ CASES = [
         doc({"type": "bulletList", "content": [item(p(t("first")), p(t("second")))]}),
         "- first\n  second",
     ),
-    ("code block with language", doc({"type": "codeBlock", "attrs": {"language": "sql"}, "content": [t("SELECT 1;")]}), "```sql\nSELECT 1;\n```"),
-    ("code block without language", doc({"type": "codeBlock", "content": [t("x = 1\ny = 2")]}), "```\nx = 1\ny = 2\n```"),
+    (
+        "code block with language",
+        doc({"type": "codeBlock", "attrs": {"language": "sql"}, "content": [t("SELECT 1;")]}),
+        "```sql\nSELECT 1;\n```",
+    ),
+    (
+        "code block without language",
+        doc({"type": "codeBlock", "content": [t("x = 1\ny = 2")]}),
+        "```\nx = 1\ny = 2\n```",
+    ),
     ("empty code block", doc({"type": "codeBlock"}), "```\n\n```"),
     ("blockquote", doc({"type": "blockquote", "content": [p(t("q1")), p(t("q2"))]}), "> q1\n>\n> q2"),
     (
@@ -111,8 +130,20 @@ CASES = [
             {
                 "type": "table",
                 "content": [
-                    {"type": "tableRow", "content": [{"type": "tableHeader", "content": [p(t("a"))]}, {"type": "tableHeader", "content": [p(t("b"))]}]},
-                    {"type": "tableRow", "content": [{"type": "tableCell", "content": [p(t("1"))]}, {"type": "tableCell", "content": [p(t("x|y"))]}]},
+                    {
+                        "type": "tableRow",
+                        "content": [
+                            {"type": "tableHeader", "content": [p(t("a"))]},
+                            {"type": "tableHeader", "content": [p(t("b"))]},
+                        ],
+                    },
+                    {
+                        "type": "tableRow",
+                        "content": [
+                            {"type": "tableCell", "content": [p(t("1"))]},
+                            {"type": "tableCell", "content": [p(t("x|y"))]},
+                        ],
+                    },
                 ],
             }
         ),
@@ -120,13 +151,27 @@ CASES = [
     ),
     (
         "table without header",
-        doc({"type": "table", "content": [{"type": "tableRow", "content": [{"type": "tableCell", "content": [p(t("only"))]}, {"type": "tableCell"}]}]}),
+        doc(
+            {
+                "type": "table",
+                "content": [
+                    {
+                        "type": "tableRow",
+                        "content": [{"type": "tableCell", "content": [p(t("only"))]}, {"type": "tableCell"}],
+                    }
+                ],
+            }
+        ),
         "| only |  |",
     ),
     ("panel", doc({"type": "panel", "attrs": {"panelType": "note"}, "content": [p(t("careful"))]}), "Note: careful"),
     ("panel without type", doc({"type": "panel", "content": [p(t("x"))]}), "Info: x"),
     ("rule", doc(p(t("a")), {"type": "rule"}, p(t("b"))), "a\n\n---\n\nb"),
-    ("media single", doc({"type": "mediaSingle", "content": [{"type": "media", "attrs": {"id": "abc", "alt": "shot.png"}}]}), "[attachment: shot.png]"),
+    (
+        "media single",
+        doc({"type": "mediaSingle", "content": [{"type": "media", "attrs": {"id": "abc", "alt": "shot.png"}}]}),
+        "[attachment: shot.png]",
+    ),
     ("media without name", doc({"type": "mediaGroup", "content": [{"type": "media", "attrs": {}}]}), "[attachment]"),
     ("media inline", doc(p(t("see "), {"type": "mediaInline", "attrs": {"id": "m1"}})), "see [attachment: m1]"),
     ("status", doc(p({"type": "status", "attrs": {"text": "DONE", "color": "green"}})), "[DONE]"),
@@ -135,17 +180,42 @@ CASES = [
     ("expand", doc({"type": "expand", "attrs": {"title": "Details"}, "content": [p(t("hidden"))]}), "Details\nhidden"),
     ("nested expand without title", doc({"type": "nestedExpand", "content": [p(t("x"))]}), "x"),
     ("inline card", doc(p({"type": "inlineCard", "attrs": {"url": "https://a.example/1"}})), "https://a.example/1"),
-    ("block card with data", doc({"type": "blockCard", "attrs": {"data": {"url": "https://b.example"}}}), "https://b.example"),
+    (
+        "block card with data",
+        doc({"type": "blockCard", "attrs": {"data": {"url": "https://b.example"}}}),
+        "https://b.example",
+    ),
     (
         "task list",
-        doc({"type": "taskList", "content": [{"type": "taskItem", "attrs": {"state": "DONE"}, "content": [t("a")]}, {"type": "taskItem", "attrs": {"state": "TODO"}, "content": [t("b")]}]}),
+        doc(
+            {
+                "type": "taskList",
+                "content": [
+                    {"type": "taskItem", "attrs": {"state": "DONE"}, "content": [t("a")]},
+                    {"type": "taskItem", "attrs": {"state": "TODO"}, "content": [t("b")]},
+                ],
+            }
+        ),
         "[x] a\n[ ] b",
     ),
-    ("decision list", doc({"type": "decisionList", "content": [{"type": "decisionItem", "attrs": {"state": "DECIDED"}, "content": [t("ship it")]}]}), "- ship it"),
+    (
+        "decision list",
+        doc(
+            {
+                "type": "decisionList",
+                "content": [{"type": "decisionItem", "attrs": {"state": "DECIDED"}, "content": [t("ship it")]}],
+            }
+        ),
+        "- ship it",
+    ),
     ("placeholder is a hint, not content", doc(p({"type": "placeholder", "attrs": {"text": "Type here"}})), ""),
     ("unknown block keeps its text", doc({"type": "fancyNewThing", "content": [p(t("kept"))]}), "kept"),
     ("unknown inline keeps its text", doc(p(t("a "), {"type": "sparkle", "text": "✨"}, t(" b"))), "a ✨ b"),
-    ("stray inline nodes at top level form a paragraph", doc(t("loose "), t("text"), p(t("para"))), "loose text\n\npara"),
+    (
+        "stray inline nodes at top level form a paragraph",
+        doc(t("loose "), t("text"), p(t("para"))),
+        "loose text\n\npara",
+    ),
     ("a bare list of nodes", [p(t("one")), p(t("two"))], "one\n\ntwo"),
     ("a single node", p(t("solo")), "solo"),
     ("content that is a single dict", {"type": "doc", "content": p(t("wrapped"))}, "wrapped"),
@@ -188,7 +258,10 @@ def test_text_to_adf_shape() -> None:
         "type": "doc",
         "version": 1,
         "content": [
-            {"type": "paragraph", "content": [{"type": "text", "text": "a"}, {"type": "hardBreak"}, {"type": "text", "text": "b"}]},
+            {
+                "type": "paragraph",
+                "content": [{"type": "text", "text": "a"}, {"type": "hardBreak"}, {"type": "text", "text": "b"}],
+            },
             {"type": "paragraph", "content": [{"type": "text", "text": "c"}]},
         ],
     }
@@ -204,7 +277,9 @@ _NODE_TYPES = st.sampled_from(
      "taskItem", "decisionList", "decisionItem", "placeholder", "unknownThing"]
 )  # fmt: skip
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8))
-_KEYS = st.sampled_from(["type", "content", "text", "attrs", "marks", "level", "order", "href", "language", "timestamp", "state", "title"])
+_KEYS = st.sampled_from(
+    ["type", "content", "text", "attrs", "marks", "level", "order", "href", "language", "timestamp", "state", "title"]
+)
 
 
 def _json_like(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -214,7 +289,12 @@ def _json_like(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
             "content": st.one_of(children, st.lists(children, max_size=4)),
             "attrs": st.one_of(st.dictionaries(_KEYS, st.one_of(_SCALARS, children), max_size=4), children),
             "text": st.one_of(st.text(max_size=10), _SCALARS),
-            "marks": st.one_of(st.lists(st.one_of(children, st.fixed_dictionaries({"type": st.just("link"), "attrs": children})), max_size=3), _SCALARS),
+            "marks": st.one_of(
+                st.lists(
+                    st.one_of(children, st.fixed_dictionaries({"type": st.just("link"), "attrs": children})), max_size=3
+                ),
+                _SCALARS,
+            ),
         },
     )
     return st.one_of(node, st.lists(children, max_size=4), st.dictionaries(_KEYS, children, max_size=3))
@@ -229,7 +309,9 @@ def test_walker_never_crashes_on_arbitrary_json(value: Any) -> None:
     assert isinstance(adf_to_text(value), str)
 
 
-_LINES = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), min_size=1, max_size=12)
+_LINES = st.text(
+    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), min_size=1, max_size=12
+)
 
 
 @settings(max_examples=200, deadline=None)

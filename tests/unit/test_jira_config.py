@@ -72,12 +72,16 @@ def test_datacenter_needs_no_username_and_uses_a_bearer_token() -> None:
 def test_required_keys_when_enabled(drop: str, deployment: str, key: str) -> None:
     raw = {**CLOUD, "deployment": deployment, "api_token": "tok-abcdef123456"}
     del raw[drop]
-    with pytest.raises(ConfigError, match=rf"data_manager\.sources\.tickets\.jira\.{key}: required when jira is enabled"):
+    with pytest.raises(
+        ConfigError, match=rf"data_manager\.sources\.tickets\.jira\.{key}: required when jira is enabled"
+    ):
         parse_config(config_with(raw), env=ENV)
 
 
 def test_disabled_jira_is_not_validated() -> None:
-    assert parse_config(config_with({"enabled": False, "api_token": "${UNSET_VAR}"}), env={}).sources["jira"] == {"enabled": False}
+    assert parse_config(config_with({"enabled": False, "api_token": "${UNSET_VAR}"}), env={}).sources["jira"] == {
+        "enabled": False
+    }
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -38,7 +38,7 @@ def test_strip_order_by(jql: str, expected: str) -> None:
 
 
 def test_changed_jql_wraps_the_user_query_and_orders_by_update() -> None:
-    since = datetime(2024, 5, 1, 9, 55, tzinfo=timezone.utc)
+    since = datetime(2024, 5, 1, 9, 55, tzinfo=UTC)
     assert changed_jql("project = A OR project = B ORDER BY key", since) == (
         '(project = A OR project = B) AND updated >= "2024-05-01 09:55" ORDER BY updated ASC, key ASC'
     )
@@ -46,8 +46,8 @@ def test_changed_jql_wraps_the_user_query_and_orders_by_update() -> None:
 
 
 def test_jql_minute_floors_and_converts_to_the_users_zone() -> None:
-    moment = datetime(2024, 5, 1, 9, 55, 59, 999999, tzinfo=timezone.utc)
-    assert jql_minute(moment, ZoneInfo("UTC")) == datetime(2024, 5, 1, 9, 55, tzinfo=timezone.utc)
+    moment = datetime(2024, 5, 1, 9, 55, 59, 999999, tzinfo=UTC)
+    assert jql_minute(moment, ZoneInfo("UTC")) == datetime(2024, 5, 1, 9, 55, tzinfo=UTC)
     berlin = jql_minute(moment, ZoneInfo("Europe/Berlin"))
     assert (berlin.hour, berlin.minute, berlin.second) == (11, 55, 0)
     naive = jql_minute(datetime(2024, 1, 1, 12, 0, 30), ZoneInfo("America/New_York"))

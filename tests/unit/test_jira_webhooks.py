@@ -20,7 +20,9 @@ DELIVERY = "8d3f6a2e-1111-4c4c-9999-0123456789ab"
 
 @pytest.fixture
 def jira() -> JiraTickets:
-    integration = JiraTickets("https://example.atlassian.net", "bot@example.com", "api-token-1234", "project = PROJ", webhook_secret=SECRET)
+    integration = JiraTickets(
+        "https://example.atlassian.net", "bot@example.com", "api-token-1234", "project = PROJ", webhook_secret=SECRET
+    )
     yield integration
     integration.close()
 
@@ -49,7 +51,10 @@ def fixture_body(name: str) -> bytes:
         ("webhook_datacenter_issue_updated.json", [TicketEvent("PROJ-7", EventAction.UPSERT, DELIVERY)]),
         (
             "webhook_jira_issue_updated_moved.json",
-            [TicketEvent("PROJ-7", EventAction.DELETE, f"{DELIVERY}:moved-from"), TicketEvent("OPS-12", EventAction.UPSERT, DELIVERY)],
+            [
+                TicketEvent("PROJ-7", EventAction.DELETE, f"{DELIVERY}:moved-from"),
+                TicketEvent("OPS-12", EventAction.UPSERT, DELIVERY),
+            ],
         ),
         ("webhook_worklog_updated.json", []),
     ],
@@ -62,7 +67,14 @@ def test_fixture_events(jira: JiraTickets, fixture: str, expected: list[TicketEv
 
 def test_every_event_kind_has_a_fixture() -> None:
     kinds = {json.loads(path.read_text(encoding="utf-8"))["webhookEvent"] for path in FIXTURES.glob("webhook_*.json")}
-    assert {"jira:issue_created", "jira:issue_updated", "jira:issue_deleted", "comment_created", "comment_updated", "comment_deleted"} <= kinds
+    assert {
+        "jira:issue_created",
+        "jira:issue_updated",
+        "jira:issue_deleted",
+        "comment_created",
+        "comment_updated",
+        "comment_deleted",
+    } <= kinds
 
 
 def test_delivery_id_is_optional(jira: JiraTickets) -> None:
@@ -135,7 +147,10 @@ def test_no_secret_configured_refuses_unless_waived() -> None:
         (b'{"webhookEvent": "", "issue": {"key": "PROJ-1"}}', "missing 'webhookEvent'"),
         (b'{"webhookEvent": "jira:issue_updated"}', "jira:issue_updated payload has no 'issue' object"),
         (b'{"webhookEvent": "comment_created", "issue": "PROJ-1"}', "comment_created payload has no 'issue' object"),
-        (b'{"webhookEvent": "jira:issue_deleted", "issue": {"id": "10001"}}', "jira:issue_deleted payload has no 'issue.key'"),
+        (
+            b'{"webhookEvent": "jira:issue_deleted", "issue": {"id": "10001"}}',
+            "jira:issue_deleted payload has no 'issue.key'",
+        ),
         (b'{"webhookEvent": "comment_deleted", "issue": {"key": "  "}}', "comment_deleted payload has no 'issue.key'"),
     ],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from data_manager.collectors.tickets.model import Comment, Status, TicketData
 def _add_comments(path: str, ticket_id: str, count: int) -> None:
     store = FileBackedBackend(path)
     for n in range(count):
-        store.add_comment(ticket_id, Comment("bot", f"comment {n}", datetime(2024, 1, 1, tzinfo=timezone.utc)))
+        store.add_comment(ticket_id, Comment("bot", f"comment {n}", datetime(2024, 1, 1, tzinfo=UTC)))
 
 
 def test_state_is_shared_between_handles_and_survives_reopening(tmp_path: Path) -> None:
@@ -26,7 +26,7 @@ def test_state_is_shared_between_handles_and_survives_reopening(tmp_path: Path) 
     ticket_id = first.create(TicketData(title="Printer on fire", status=Status.OPEN))
     second = FileBackedBackend(path)
     second.update(ticket_id, {"status": "in_progress"})
-    second.add_comment(ticket_id, Comment("ann", "on it", datetime(2024, 5, 1, tzinfo=timezone.utc)))
+    second.add_comment(ticket_id, Comment("ann", "on it", datetime(2024, 5, 1, tzinfo=UTC)))
 
     data, comments = first.read(ticket_id)  # sees the other handle's changes
     assert data.status is Status.IN_PROGRESS
@@ -52,7 +52,7 @@ def test_concurrent_processes_lose_no_update(tmp_path: Path) -> None:
 def test_corrupt_file_is_reported_with_its_path(tmp_path: Path) -> None:
     path = tmp_path / "tickets.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="tickets.json is not valid JSON"):
+    with pytest.raises(ValueError, match=r"tickets\.json is not valid JSON"):
         FileBackedBackend(path)
 
 
@@ -81,9 +81,9 @@ def test_delay_returns_the_data_read_before_the_stall(tmp_path: Path) -> None:
     integration = InMemoryTickets(backend)
     ticket_id = backend.create(TicketData(title="before"))
     backend.inject_fault(ticket_id, delay_next=1, delay_seconds=0.2)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     snapshot = integration.fetch(ticket_id)
-    assert (datetime.now(timezone.utc) - started).total_seconds() >= 0.2
+    assert (datetime.now(UTC) - started).total_seconds() >= 0.2
     assert snapshot.data.title == "before"
 
 

@@ -8,7 +8,13 @@ import pytest
 
 from data_manager.collectors.tickets import Ticket, TicketData, TicketGone
 from data_manager.collectors.tickets.errors import ConfigError, WebhookAuthError, WebhookPayloadError
-from data_manager.collectors.tickets.integration import EventAction, TicketEvent, WebhookRequest, integration_class, known_systems
+from data_manager.collectors.tickets.integration import (
+    EventAction,
+    TicketEvent,
+    WebhookRequest,
+    integration_class,
+    known_systems,
+)
 from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 
 
@@ -61,7 +67,12 @@ def test_parse_webhook(payload: dict, events: list) -> None:
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [(b"{not json", "not valid JSON"), (b"[1]", "JSON object"), (b'{"action": "updated"}', "ticket_id"), (b"\xff\xfe", "not valid JSON")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1]", "JSON object"),
+        (b'{"action": "updated"}', "ticket_id"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
 )
 def test_malformed_webhooks_say_what_is_wrong(body: bytes, message: str) -> None:
     with pytest.raises(WebhookPayloadError, match=message):

@@ -1,16 +1,24 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from data_manager.collectors.tickets import Comment, InMemoryBackend, Status, Ticket, TicketBackend, TicketData, TicketNotFound
+from data_manager.collectors.tickets import (
+    Comment,
+    InMemoryBackend,
+    Status,
+    Ticket,
+    TicketBackend,
+    TicketData,
+    TicketNotFound,
+)
 from data_manager.collectors.tickets.errors import NoBackendError, UnknownFieldError
 
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +49,7 @@ def test_ticket_round_trips_through_dict_with_status_and_times() -> None:
         ticket_id="T1",
         data=TicketData(
             title="Login fails",
-            description="<b>quotes \" and \\ backslashes</b> ünïcode",
+            description='<b>quotes " and \\ backslashes</b> ünïcode',
             assignee="ann",
             requester="bob",
             status=Status.IN_PROGRESS,
@@ -56,9 +64,7 @@ def test_ticket_round_trips_through_dict_with_status_and_times() -> None:
     assert Ticket.from_dict(raw) == ticket
 
 
-aware_datetimes = st.datetimes(
-    min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)
-)
+aware_datetimes = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 
 
 @given(
@@ -70,7 +76,8 @@ aware_datetimes = st.datetimes(
 )
 def test_round_trip_property(title: str, description: str, status: Status, comments: list, custom: dict) -> None:
     ticket = Ticket(
-        "X", TicketData(title=title, description=description, status=status, custom_fields=custom),
+        "X",
+        TicketData(title=title, description=description, status=status, custom_fields=custom),
         [Comment(a, t, at) for a, t, at in comments],
     )
     assert Ticket.from_dict(ticket.to_dict()) == ticket
@@ -89,7 +96,9 @@ def test_without_a_backend_operations_fail_clearly() -> None:
 
 def test_facade_create_read_update_comment() -> None:
     Ticket.register_backend("mem", InMemoryBackend())
-    ticket_id = Ticket.create(title="Printer jam", description="tray 2", requester="bob", status="open", custom_fields={})
+    ticket_id = Ticket.create(
+        title="Printer jam", description="tray 2", requester="bob", status="open", custom_fields={}
+    )
     assert ticket_id == "T000001"
     Ticket.update(ticket_id, assignee="ann", status="in progress")
     Ticket.comment(ticket_id, "looking", author="ann")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,14 +9,19 @@ from data_manager.collectors.tickets import Comment, Status, TicketData
 from data_manager.collectors.tickets.integration import TicketSnapshot
 from data_manager.collectors.tickets.normalise import normalise, render_content
 
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
 def snapshot(**overrides: object) -> TicketSnapshot:
     base: dict[str, object] = {
         "ticket_id": "42",
-        "data": TicketData(title="Disk full", description="Clean /var", assignee="Ann", requester="Bob", status=Status.IN_PROGRESS),
-        "comments": (Comment("Jane Doe", "Cleaned /var", T0 + timedelta(hours=1)), Comment("Bob", "Thanks", T0 + timedelta(hours=2))),
+        "data": TicketData(
+            title="Disk full", description="Clean /var", assignee="Ann", requester="Bob", status=Status.IN_PROGRESS
+        ),
+        "comments": (
+            Comment("Jane Doe", "Cleaned /var", T0 + timedelta(hours=1)),
+            Comment("Bob", "Thanks", T0 + timedelta(hours=2)),
+        ),
         "url": "https://rm.example/issues/42",
         "created_at": T0,
         "updated_at": T0 + timedelta(hours=2),
@@ -72,14 +77,16 @@ def test_missing_fields_never_print_none() -> None:
 
 def test_text_is_kept_verbatim() -> None:
     tricky = 'line1\n<b>bold</b> "quoted" \\back\\slash ünïcödé 🚀\n\n  indented'
-    content = normalise("jira", snapshot(data=TicketData(title="t", description=tricky), comments=(Comment("a", tricky, T0),))).content
+    content = normalise(
+        "jira", snapshot(data=TicketData(title="t", description=tricky), comments=(Comment("a", tricky, T0),))
+    ).content
     assert content.count(tricky) == 2
 
 
 def test_custom_fields_are_sorted_and_deterministic() -> None:
     data = TicketData(title="t", custom_fields={"zeta": {"b": 1, "a": [2, 1]}, "alpha": None, "when": T0})
     content = normalise("jira", snapshot(data=data)).content
-    assert "Fields:\n  alpha:\n  when: 2024-05-01T10:00:00+00:00\n  zeta: {\"a\": [2, 1], \"b\": 1}\n" in content
+    assert 'Fields:\n  alpha:\n  when: 2024-05-01T10:00:00+00:00\n  zeta: {"a": [2, 1], "b": 1}\n' in content
 
 
 def test_header_values_stay_on_one_line() -> None:
@@ -106,7 +113,8 @@ texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6
     title=texts,
     description=texts,
     comments=st.lists(
-        st.tuples(texts, texts, st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1))), max_size=6
+        st.tuples(texts, texts, st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1))),
+        max_size=6,
     ),
 )
 def test_normalisation_is_stable_and_keeps_every_comment(title: str, description: str, comments: list) -> None:

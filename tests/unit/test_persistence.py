@@ -4,7 +4,7 @@ import multiprocessing
 import os
 import random
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,10 +13,12 @@ import yaml
 from data_manager.collectors.persistence import PersistenceError, PersistenceService, UpsertOutcome
 from data_manager.collectors.tickets import TicketResource
 
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
-def resource(content: str = "hello", updated: datetime | None = T0, ticket_id: str = "PROJ-7", **meta: str) -> TicketResource:
+def resource(
+    content: str = "hello", updated: datetime | None = T0, ticket_id: str = "PROJ-7", **meta: str
+) -> TicketResource:
     metadata: dict[str, str] = {"url": f"https://jira/browse/{ticket_id}", **meta}
     if updated is not None:
         metadata["updated_at"] = updated.isoformat()

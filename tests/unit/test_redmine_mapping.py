@@ -120,7 +120,12 @@ def test_recorded_issue_maps_with_comments_in_journal_order(httpserver: HTTPServ
     assert data.custom_fields == {"Customer reference": "OPS-7", "Environments": ["prod"]}
     assert snapshot.url == httpserver.url_for("/issues/1")
     assert snapshot.project == "fixture"
-    assert dict(snapshot.extra) == {"tracker": "Bug", "priority": "Normal", "author": "Redmine Admin", "start_date": "2026-11-23"}
+    assert dict(snapshot.extra) == {
+        "tracker": "Bug",
+        "priority": "Normal",
+        "author": "Redmine Admin",
+        "start_date": "2026-11-23",
+    }
     assert (snapshot.created_at, snapshot.updated_at) == (
         parse_datetime("2026-11-23T15:54:12Z"),
         parse_datetime("2026-11-23T15:54:13Z"),
@@ -129,7 +134,9 @@ def test_recorded_issue_maps_with_comments_in_journal_order(httpserver: HTTPServ
 
 def test_private_notes_only_on_request_and_communication_from_a_custom_field(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/issues/1.json").respond_with_json(recorded_issue())
-    redmine = RedmineTickets(httpserver.url_for("/"), KEY, include_private_notes=True, communication_field="Customer reference")
+    redmine = RedmineTickets(
+        httpserver.url_for("/"), KEY, include_private_notes=True, communication_field="Customer reference"
+    )
 
     snapshot = redmine.fetch("1")
 
@@ -236,7 +243,11 @@ def test_config_loads_and_builds_an_integration() -> None:
     assert config.redacted_sources()["redmine"]["webhook_secret"] == "***"
 
     redmine = RedmineTickets.from_config(loaded)
-    assert (redmine.base_url, redmine.project_id, redmine.tracker) == ("https://redmine.example.com/sub", "12", "Support")
+    assert (redmine.base_url, redmine.project_id, redmine.tracker) == (
+        "https://redmine.example.com/sub",
+        "12",
+        "Support",
+    )
     assert redmine.webhook_secret == "hook-secret" and redmine.include_private_notes
     assert redmine.status_map == {"waiting for customer": Status.IN_PROGRESS}
     assert redmine.issue_url(5) == "https://redmine.example.com/sub/issues/5"
@@ -256,7 +267,11 @@ def test_config_env_override_for_the_key() -> None:
         ({"base_url": "https://r.example.com"}, "redmine.api_key", "required"),
         ({"api_key": KEY}, "redmine.base_url", "required"),
         ({"base_url": "ftp://r.example.com", "api_key": KEY}, "redmine.base_url", "URL"),
-        ({"base_url": "https://r.example.com", "api_key": KEY, "project_id": "my project"}, "redmine.project_id", "identifier"),
+        (
+            {"base_url": "https://r.example.com", "api_key": KEY, "project_id": "my project"},
+            "redmine.project_id",
+            "identifier",
+        ),
         (
             {"base_url": "https://r.example.com", "api_key": KEY, "status_map": {"Waiting": "paused"}},
             "redmine.status_map",

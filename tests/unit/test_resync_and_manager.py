@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from data_manager.collectors.tickets.memory_backend import InMemoryBackend
 from data_manager.collectors.tickets.resync import plan_resync, resync_system
 from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
 
-T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -59,7 +59,9 @@ class CountingTickets(InMemoryTickets):
         return super().fetch(ticket_id)
 
 
-def test_sync_ticket_writes_then_is_unchanged_then_deletes(integration: InMemoryTickets, backend: InMemoryBackend, store: PersistenceService) -> None:
+def test_sync_ticket_writes_then_is_unchanged_then_deletes(
+    integration: InMemoryTickets, backend: InMemoryBackend, store: PersistenceService
+) -> None:
     ticket_id = backend.create(TicketData(title="Printer jam"))
     backend.add_comment(ticket_id, Comment("ann", "toner replaced", T0))
     assert sync_ticket(integration, store, ticket_id) is SyncOutcome.WRITTEN
@@ -71,7 +73,9 @@ def test_sync_ticket_writes_then_is_unchanged_then_deletes(integration: InMemory
     assert sync_ticket(integration, store, ticket_id) is SyncOutcome.ABSENT
 
 
-def test_incremental_resync_fetches_only_what_changed(backend: InMemoryBackend, clock: Clock, store: PersistenceService) -> None:
+def test_incremental_resync_fetches_only_what_changed(
+    backend: InMemoryBackend, clock: Clock, store: PersistenceService
+) -> None:
     integration = CountingTickets(backend)
     integration.resync_overlap_seconds = 60
     ids = []
@@ -94,7 +98,9 @@ def test_incremental_resync_fetches_only_what_changed(backend: InMemoryBackend, 
     assert store.get_cursor("memory") == T0 + timedelta(minutes=20)
 
 
-def test_overlap_window_refetches_recent_changes(backend: InMemoryBackend, clock: Clock, store: PersistenceService) -> None:
+def test_overlap_window_refetches_recent_changes(
+    backend: InMemoryBackend, clock: Clock, store: PersistenceService
+) -> None:
     integration = CountingTickets(backend)
     integration.resync_overlap_seconds = 300
     backend.create(TicketData(title="a"))
@@ -121,13 +127,15 @@ def test_full_resync_keeps_a_recently_changed_ticket_the_listing_missed(
 ) -> None:
     """A lagging search index may not list a fresh change yet: such a ticket is refreshed, never removed."""
     recent = Clock()
-    recent.now = datetime.now(timezone.utc) - timedelta(minutes=10)
+    recent.now = datetime.now(UTC) - timedelta(minutes=10)
     backend = InMemoryBackend(clock=recent)
     integration = InMemoryTickets(backend)
     ids = [backend.create(TicketData(title=f"t{i}")) for i in range(3)]
     resync_system(integration, store)
     original = integration.iter_changed
-    monkeypatch.setattr(integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1]))
+    monkeypatch.setattr(
+        integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1])
+    )
     summary = resync_system(integration, store, full=True)
     assert (summary.deleted, summary.out_of_scope) == (0, 0) and store.ticket_ids("memory") == set(ids)
 
@@ -142,7 +150,9 @@ class ScopedTickets(InMemoryTickets):
         return self.backend.read(ticket_id)[0].title.startswith("in:")
 
 
-def test_full_resync_removes_a_long_unchanged_ticket_outside_the_scope(backend: InMemoryBackend, store: PersistenceService) -> None:
+def test_full_resync_removes_a_long_unchanged_ticket_outside_the_scope(
+    backend: InMemoryBackend, store: PersistenceService
+) -> None:
     """Stored (e.g. through a webhook) but outside the scope, and not changed lately: our copy goes."""
     integration = ScopedTickets(backend)  # the fixture's clock is in 2024: every ticket is long unchanged
     inside = backend.create(TicketData(title="in: a"))
@@ -165,12 +175,16 @@ def test_a_short_listing_never_removes_a_ticket_the_system_says_is_in_scope(
     ids = [backend.create(TicketData(title=f"in: {i}")) for i in range(3)]
     resync_system(integration, store)
     original = integration.iter_changed
-    monkeypatch.setattr(integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1]))
+    monkeypatch.setattr(
+        integration, "iter_changed", lambda since: (r for r in original(since) if r.ticket_id != ids[1])
+    )
     summary = resync_system(integration, store, full=True)
     assert (summary.deleted, summary.out_of_scope) == (0, 0) and store.ticket_ids("memory") == set(ids)
 
 
-def test_incremental_resync_never_removes_unlisted_tickets(backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_incremental_resync_never_removes_unlisted_tickets(
+    backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     integration = InMemoryTickets(backend)
     ids = [backend.create(TicketData(title=f"t{i}")) for i in range(3)]
     resync_system(integration, store)
@@ -179,7 +193,9 @@ def test_incremental_resync_never_removes_unlisted_tickets(backend: InMemoryBack
     assert summary.out_of_scope == 0 and store.ticket_ids("memory") == set(ids)
 
 
-def test_failures_are_reported_and_hold_the_cursor(backend: InMemoryBackend, clock: Clock, store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failures_are_reported_and_hold_the_cursor(
+    backend: InMemoryBackend, clock: Clock, store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     integration = InMemoryTickets(backend)
     ids = [backend.create(TicketData(title=f"t{i}")) for i in range(4)]
     resync_system(integration, store)
@@ -201,7 +217,9 @@ def test_failures_are_reported_and_hold_the_cursor(backend: InMemoryBackend, clo
     assert store.last_resync("memory")["failed"] == 1
 
 
-def test_plan_dedupes_repeated_refs(backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_dedupes_repeated_refs(
+    backend: InMemoryBackend, store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     integration = InMemoryTickets(backend)
     ticket_id = backend.create(TicketData(title="a"))
     original = integration.iter_changed
@@ -225,7 +243,9 @@ def test_manager_skips_disabled_and_collects_enabled(store: PersistenceService) 
         disabled.integration("memory")
 
 
-def test_manager_reports_a_failing_system_without_raising(store: PersistenceService, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manager_reports_a_failing_system_without_raising(
+    store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manager = TicketManager({"sources": {"tickets": {"memory": {"enabled": True, "webhook_secret": "s"}}}})
 
     def broken(since: datetime | None):  # type: ignore[no-untyped-def]

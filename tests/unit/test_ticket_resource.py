@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -55,13 +55,19 @@ def test_no_ticket_id_escapes_the_target_directory(ticket_id: str) -> None:
 
 def test_metadata_prefers_display_name_then_url_then_source_and_id() -> None:
     base = {"ticket_id": "42", "content": "", "source_type": "redmine"}
-    assert TicketResource(**base, metadata={"display_name": "Disk full", "url": "u"}).get_metadata().display_name == "Disk full"
-    assert TicketResource(**base, metadata={"url": "https://rm/issues/42"}).get_metadata().display_name == "https://rm/issues/42"
+    assert (
+        TicketResource(**base, metadata={"display_name": "Disk full", "url": "u"}).get_metadata().display_name
+        == "Disk full"
+    )
+    assert (
+        TicketResource(**base, metadata={"url": "https://rm/issues/42"}).get_metadata().display_name
+        == "https://rm/issues/42"
+    )
     assert TicketResource(**base).get_metadata().display_name == "redmine:42"
 
 
 def test_metadata_extra_holds_strings_and_identity() -> None:
-    created = datetime(2024, 5, 1, 9, 0, tzinfo=timezone.utc)
+    created = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
     resource = TicketResource(
         ticket_id="42",
         content="",

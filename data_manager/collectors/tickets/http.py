@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -64,7 +64,7 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 def retry_after_seconds(response: requests.Response, now: Callable[[], datetime] | None = None) -> float | None:
     """How long the server asked us to wait, from `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset`."""
-    current = (now or (lambda: datetime.now(timezone.utc)))()
+    current = (now or (lambda: datetime.now(UTC)))()
     value = response.headers.get("Retry-After")
     if value:
         value = value.strip()
@@ -82,7 +82,7 @@ def retry_after_seconds(response: requests.Response, now: Callable[[], datetime]
         try:
             when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
+                when = when.replace(tzinfo=UTC)
             return max(0.0, (when - current).total_seconds())
         except ValueError:
             try:  # some servers send epoch seconds
@@ -101,7 +101,11 @@ def server_message(response: requests.Response, limit: int = 500) -> str:
         return text[:limit] if text else response.reason or ""
     parts: list[str] = []
     if isinstance(body, list):  # Salesforce: [{"message", "errorCode"}]
-        parts += [f"{item.get('errorCode', '')}: {item.get('message', '')}".strip(": ") for item in body if isinstance(item, dict)]
+        parts += [
+            f"{item.get('errorCode', '')}: {item.get('message', '')}".strip(": ")
+            for item in body
+            if isinstance(item, dict)
+        ]
     elif isinstance(body, dict):
         parts += [str(m) for m in body.get("errorMessages") or []]
         errors = body.get("errors")
@@ -178,11 +182,15 @@ class ApiClient:
             if response.status_code < 400:
                 return response
             wait = retry_after_seconds(response)
-            retryable = response.status_code in RETRY_ANY_METHOD or (idempotent and response.status_code in RETRY_IDEMPOTENT)
+            retryable = response.status_code in RETRY_ANY_METHOD or (
+                idempotent and response.status_code in RETRY_IDEMPOTENT
+            )
             if retryable and attempt <= self.max_retries:
                 if wait is None or wait <= self.max_wait:
                     delay = self._backoff(attempt, wait)
-                    log.info("%s %s answered %s; retrying in %.1fs", method, self.redact(url), response.status_code, delay)
+                    log.info(
+                        "%s %s answered %s; retrying in %.1fs", method, self.redact(url), response.status_code, delay
+                    )
                     self._sleep(delay)
                     continue
             raise self._error(method, response.url or url, response, wait)
@@ -201,7 +209,9 @@ class ApiClient:
             return response.json()
         except ValueError:
             raise TransientError(
-                self.redact(f"{response.request.method} {response.url}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}")
+                self.redact(
+                    f"{response.request.method} {response.url}: expected JSON, got {response.headers.get('Content-Type', 'no content type')}"
+                )
             ) from None
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:

@@ -44,7 +44,9 @@ class TicketSnapshot:
     def __post_init__(self) -> None:
         object.__setattr__(self, "ticket_id", str(self.ticket_id))
         object.__setattr__(self, "comments", tuple(sorted(self.comments, key=lambda c: c.at)))
-        object.__setattr__(self, "extra", MappingProxyType({str(k): str(v) for k, v in self.extra.items() if v is not None}))
+        object.__setattr__(
+            self, "extra", MappingProxyType({str(k): str(v) for k, v in self.extra.items() if v is not None})
+        )
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ class TicketIntegration(abc.ABC):
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         """The events in an authenticated request; [] for kinds we do not act on. `WebhookPayloadError` if malformed."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
     def __repr__(self) -> str:  # never show credentials
@@ -224,6 +226,10 @@ def integration_class(system: str, key_path: str = "") -> type[TicketIntegration
         raise ConfigError(f"unknown ticket system {system!r} (known: {', '.join(known_systems())})", key_path)
     module = importlib.import_module(f"{_INTEGRATIONS_PACKAGE}.{system}")
     for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, TicketIntegration) and getattr(value, "system", None) == system:
+        if (
+            isinstance(value, type)
+            and issubclass(value, TicketIntegration)
+            and getattr(value, "system", None) == system
+        ):
             return value
     raise ConfigError(f"module {module.__name__} defines no TicketIntegration with system = {system!r}", key_path)

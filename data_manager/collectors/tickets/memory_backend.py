@@ -21,13 +21,12 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from data_manager.collectors.tickets.errors import TicketNotFound, UnknownFieldError
 from data_manager.collectors.tickets.model import Comment, Status, TicketData
-
 
 FAULT_KINDS = ("transient", "permanent")
 
@@ -58,8 +57,8 @@ class _Fault:
 class _Record:
     data: TicketData
     comments: list[Comment] = field(default_factory=list)
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    updated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class InMemoryBackend:
@@ -73,7 +72,7 @@ class InMemoryBackend:
         self._records: dict[str, _Record] = {}
         self._next = 1
         self._lock = threading.RLock()
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._faults: dict[str, _Fault] = {}
         self._fetches: dict[str, int] = {}
 
@@ -124,7 +123,9 @@ class InMemoryBackend:
     def ids_changed_since(self, since: datetime | None) -> Iterator[tuple[str, datetime]]:
         """(id, updated_at) of tickets updated at or after `since` (all when None), oldest first."""
         with self._lock:
-            rows = [(rec.updated_at, tid) for tid, rec in self._records.items() if since is None or rec.updated_at >= since]
+            rows = [
+                (rec.updated_at, tid) for tid, rec in self._records.items() if since is None or rec.updated_at >= since
+            ]
         for updated_at, ticket_id in sorted(rows):
             yield ticket_id, updated_at
 

@@ -10,7 +10,7 @@ import copy
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -48,7 +48,7 @@ class Status(str, Enum):
 
 def _utc(value: datetime) -> datetime:
     """Naive datetimes are taken as UTC so ordering and round-trips are well defined."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def parse_datetime(value: datetime | str | None) -> datetime | None:
@@ -262,7 +262,7 @@ class Ticket:
 
     @classmethod
     def comment(cls, ticket_id: str, text: str, author: str, at: datetime | None = None) -> None:
-        cls.backend().add_comment(ticket_id, Comment(author=author, text=text, at=at or datetime.now(timezone.utc)))
+        cls.backend().add_comment(ticket_id, Comment(author=author, text=text, at=at or datetime.now(UTC)))
 
     def change_status(self, status: Status | str) -> None:
         """Move this ticket to `status` upstream and locally."""

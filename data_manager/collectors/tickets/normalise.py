@@ -7,7 +7,7 @@ documented in the README. Text is kept verbatim; nothing is escaped or rendered.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from data_manager.collectors.tickets.integration import TicketSnapshot
@@ -21,8 +21,8 @@ def iso(value: datetime | None) -> str:
     if value is None:
         return ""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat()
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
 
 
 def _field_value(value: Any) -> str:
@@ -60,10 +60,16 @@ def render_content(source_type: str, snapshot: TicketSnapshot) -> str:
     lines += ["", "Description:", data.description]
     if data.custom_fields:
         lines += ["", "Fields:"]
-        lines += [f"  {key}: {_one_line(_field_value(value))}".rstrip() for key, value in sorted(data.custom_fields.items())]
+        lines += [
+            f"  {key}: {_one_line(_field_value(value))}".rstrip() for key, value in sorted(data.custom_fields.items())
+        ]
     lines += ["", f"Comments ({len(snapshot.comments)}):"]
     for number, comment in enumerate(snapshot.comments, start=1):
-        lines += ["", f"--- Comment {number} by {_one_line(comment.author or 'unknown')} at {iso(comment.at)} ---", comment.text]
+        lines += [
+            "",
+            f"--- Comment {number} by {_one_line(comment.author or 'unknown')} at {iso(comment.at)} ---",
+            comment.text,
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from data_manager.collectors.persistence import PersistenceService
@@ -40,7 +40,7 @@ class ResyncPlan:
     previous_cursor: datetime | None
     new_cursor: datetime | None
     to_delete: set[str] = field(default_factory=set)  # stored here, not listed upstream (full only)
-    listed_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))  # when the listing started
+    listed_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the listing started
 
 
 @dataclass
@@ -100,12 +100,12 @@ def plan_resync(
 ) -> ResyncPlan:
     """What to fetch (and, for a full resync, what may have to go)."""
     system = integration.system
-    listed_at = datetime.now(timezone.utc)
+    listed_at = datetime.now(UTC)
     previous = persistence.get_cursor(system)
     if full:
         since_used = None
     elif since is not None:
-        since_used = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+        since_used = since if since.tzinfo else since.replace(tzinfo=UTC)
     elif use_cursor and previous is not None:
         since_used = previous - timedelta(seconds=integration.resync_overlap_seconds)
     else:
@@ -161,7 +161,7 @@ def run_resync(
         in_flight: set[Future[None]] = set()
         for ticket_id in ticket_ids:  # bounded submission: memory stays flat for 100k tickets
             if len(in_flight) >= workers * 4:
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
             in_flight.add(pool.submit(one, ticket_id))
         wait(in_flight)
 

@@ -66,7 +66,9 @@ def reconcile_unlisted(
     long_unchanged = snapshot.updated_at is not None and snapshot.updated_at < unchanged_since
     if long_unchanged and integration.in_scope(ticket_id) is False:
         persistence.delete(integration.system, ticket_id)
-        log.info("%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id)
+        log.info(
+            "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id
+        )
         return SyncOutcome.OUT_OF_SCOPE
     resource = normalise(integration.system, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from data_manager.collectors.tickets.errors import ConfigError, PermanentError, TicketGone, TicketNotFound, UnknownFieldError
+from data_manager.collectors.tickets.errors import (
+    ConfigError,
+    PermanentError,
+    TicketGone,
+    TicketNotFound,
+    UnknownFieldError,
+)
 from data_manager.collectors.tickets.model import Status, Ticket, TicketBackend
 from tests.fakes.jira_server import STATUSES
 from tests.integration.jira.conftest import JiraSetup
@@ -58,7 +64,7 @@ def test_create_takes_the_project_from_a_single_project_jql(jira: JiraSetup) -> 
     data = Ticket(ticket_id="").data
     data.title = "Where does it go?"
     assert client.create(data) == "OPS-1"
-    with pytest.raises(ConfigError, match="jira.project_key: is required to create issues"):
+    with pytest.raises(ConfigError, match=r"jira\.project_key: is required to create issues"):
         jira.client("project in (A, B)").create(data)
 
 
@@ -71,7 +77,13 @@ def test_create_errors_carry_jiras_field_message(jira: JiraSetup, backend) -> No
 
 def test_update_fields(jira: JiraSetup, backend) -> None:
     key = Ticket.create(title="Old title", description="old")
-    Ticket.update(key, title="New title", description=f"new {UNICODE}", assignee=jira.user_id("ann"), requester=jira.user_id("bob"))
+    Ticket.update(
+        key,
+        title="New title",
+        description=f"new {UNICODE}",
+        assignee=jira.user_id("ann"),
+        requester=jira.user_id("bob"),
+    )
     ticket = Ticket.read(key)
     assert (ticket.data.title, ticket.data.description) == ("New title", f"new {UNICODE}")
     assert (ticket.data.assignee, ticket.data.requester) == ("Ann Example", "Bob Müller")

@@ -52,10 +52,20 @@ def served(deployment: str):
     with start_fake_jira(deployment=deployment) as server:
         fake = server.fake
         key = fake.add_issue(
-            "Login fails", description=fake._native_text("It fails."), status="Resolved", reporter="ann", assignee="bob", labels=["sso"], components=["Auth"]
+            "Login fails",
+            description=fake._native_text("It fails."),
+            status="Resolved",
+            reporter="ann",
+            assignee="bob",
+            labels=["sso"],
+            components=["Auth"],
         )
         fake.add_comment(key, fake._native_text("Fixed in build 42"), author="bob")
-        fake.add_comment(key, fake._native_text("devs"), visibility={"type": "role", "value": "Developers", "identifier": "Developers"})
+        fake.add_comment(
+            key,
+            fake._native_text("devs"),
+            visibility={"type": "role", "value": "Developers", "identifier": "Developers"},
+        )
         fake.add_comment(key, fake._native_text("internal"), jsd_public=False)
         other = fake.add_issue("Open one", status="In Progress")
         session = requests.Session()
@@ -79,7 +89,9 @@ def test_issue_shape(served) -> None:
 def test_comment_page_shape(served) -> None:
     deployment, url, session, key, _ = served
     version, fixture = ("3", "comments_page_v3.json") if deployment == "cloud" else ("2", "comments_page_v2.json")
-    answer = session.get(f"{url}/rest/api/{version}/issue/{key}/comment", params={"startAt": 0, "maxResults": 100}).json()
+    answer = session.get(
+        f"{url}/rest/api/{version}/issue/{key}/comment", params={"startAt": 0, "maxResults": 100}
+    ).json()
     assert missing_keys(load(fixture), answer) == []
     if deployment == "cloud":
         by_id = {c["id"]: c for c in answer["comments"]}
@@ -92,14 +104,22 @@ def test_search_page_shape(served) -> None:
     deployment, url, session, _, _ = served
     if deployment == "cloud":
         jql = "project = PROJ ORDER BY key"
-        answer = session.post(f"{url}/rest/api/3/search/jql", json={"jql": jql, "fields": ["updated"], "maxResults": 1}).json()
+        answer = session.post(
+            f"{url}/rest/api/3/search/jql", json={"jql": jql, "fields": ["updated"], "maxResults": 1}
+        ).json()
         assert missing_keys(load("search_jql_page.json"), answer) == []
-        last = session.post(f"{url}/rest/api/3/search/jql", json={"jql": jql, "maxResults": 1, "nextPageToken": answer["nextPageToken"]}).json()
+        last = session.post(
+            f"{url}/rest/api/3/search/jql", json={"jql": jql, "maxResults": 1, "nextPageToken": answer["nextPageToken"]}
+        ).json()
         assert last["isLast"] is True and "nextPageToken" not in last and set(last["issues"][0]) == {"id"}
-        foreign = session.post(f"{url}/rest/api/3/search/jql", json={"jql": "project = OTHER", "nextPageToken": answer["nextPageToken"]})
+        foreign = session.post(
+            f"{url}/rest/api/3/search/jql", json={"jql": "project = OTHER", "nextPageToken": answer["nextPageToken"]}
+        )
         assert foreign.status_code == 400
     else:
-        answer = session.get(f"{url}/rest/api/2/search", params={"jql": "project = PROJ", "fields": "updated", "maxResults": 1}).json()
+        answer = session.get(
+            f"{url}/rest/api/2/search", params={"jql": "project = PROJ", "fields": "updated", "maxResults": 1}
+        ).json()
         assert missing_keys(load("search_v2_page.json"), answer) == []
         assert answer["total"] == 2
 
@@ -107,7 +127,9 @@ def test_search_page_shape(served) -> None:
 def test_transitions_shape(served) -> None:
     deployment, url, session, _, other = served
     version = "3" if deployment == "cloud" else "2"
-    answer = session.get(f"{url}/rest/api/{version}/issue/{other}/transitions", params={"expand": "transitions.fields"}).json()
+    answer = session.get(
+        f"{url}/rest/api/{version}/issue/{other}/transitions", params={"expand": "transitions.fields"}
+    ).json()
     documented = load("transitions_v3.json")
     assert missing_keys({k: v for k, v in documented.items() if k != "transitions"}, answer) == []
     resolve = next(t for t in answer["transitions"] if t["fields"])
@@ -119,7 +141,9 @@ def test_error_shapes(served) -> None:
     version = "3" if deployment == "cloud" else "2"
     not_found = session.get(f"{url}/rest/api/{version}/issue/PROJ-999")
     assert not_found.status_code == 404 and not_found.json() == load("error_404_issue.json")
-    bad_create = session.post(f"{url}/rest/api/{version}/issue", json={"fields": {"project": {"key": "PROJ"}, "issuetype": {"name": "Task"}}})
+    bad_create = session.post(
+        f"{url}/rest/api/{version}/issue", json={"fields": {"project": {"key": "PROJ"}, "issuetype": {"name": "Task"}}}
+    )
     assert bad_create.status_code == 400 and bad_create.json() == load("error_400_create.json")
     search = f"{url}/rest/api/3/search/jql" if deployment == "cloud" else f"{url}/rest/api/2/search"
     bad_jql = session.post(search, json={"jql": "foo = 1"})

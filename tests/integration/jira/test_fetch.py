@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -57,7 +57,10 @@ def test_fetch_maps_every_field(jira: JiraSetup) -> None:
         "components": "Auth, Web",
         "jira_id": issue.id,
     }
-    assert [(c.author, c.text) for c in snapshot.comments] == [("Bob Müller", "First answer"), ("Customer Zoë", UNICODE)]
+    assert [(c.author, c.text) for c in snapshot.comments] == [
+        ("Bob Müller", "First answer"),
+        ("Customer Zoë", UNICODE),
+    ]
 
 
 def test_resolved_issue_keeps_resolution_facts(jira: JiraSetup) -> None:
@@ -71,10 +74,15 @@ def test_resolved_issue_keeps_resolution_facts(jira: JiraSetup) -> None:
 def test_issue_with_250_comments_is_paged_completely_and_in_creation_order(make_jira) -> None:
     setup = make_jira(comment_page_cap=37)  # the server returns fewer than the 100 asked for
     key = setup.fake.add_issue("Busy issue")
-    base = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    base = datetime(2024, 3, 1, tzinfo=UTC)
     # Inserted out of chronological order: the server's orderBy=created decides the order.
     for n in list(range(125, 250)) + list(range(0, 125)):
-        setup.fake.add_comment(key, setup.native_text(f"comment {n:03d}"), author=["ann", "bob"][n % 2], created=base + timedelta(minutes=n))
+        setup.fake.add_comment(
+            key,
+            setup.native_text(f"comment {n:03d}"),
+            author=["ann", "bob"][n % 2],
+            created=base + timedelta(minutes=n),
+        )
 
     snapshot = setup.client().fetch(key)
 
@@ -87,7 +95,12 @@ def test_issue_with_250_comments_is_paged_completely_and_in_creation_order(make_
 
 def test_comment_paging_stops_when_the_server_returns_an_empty_page(jira: JiraSetup) -> None:
     key = jira.fake.add_issue("Confused server")
-    jira.fake.inject(200, path=rf"/issue/{key}/comment$", times=None, body={"startAt": 0, "maxResults": 100, "total": 5, "comments": []})
+    jira.fake.inject(
+        200,
+        path=rf"/issue/{key}/comment$",
+        times=None,
+        body={"startAt": 0, "maxResults": 100, "total": 5, "comments": []},
+    )
     snapshot = jira.client().fetch(key)
     assert snapshot.comments == ()
     assert len(comment_requests(jira, key)) == 1
@@ -96,14 +109,30 @@ def test_comment_paging_stops_when_the_server_returns_an_empty_page(jira: JiraSe
 def test_restricted_and_internal_comments_are_left_out_unless_configured(jira: JiraSetup) -> None:
     key = jira.fake.add_issue("Mixed audience")
     jira.fake.add_comment(key, jira.native_text("public"), author="ann")
-    jira.fake.add_comment(key, jira.native_text("developers only"), author="bob", visibility={"type": "role", "value": "Developers", "identifier": "Developers"})
-    jira.fake.add_comment(key, jira.native_text("admins only"), author="bob", visibility={"type": "group", "value": "jira-admins", "identifier": "g1"})
+    jira.fake.add_comment(
+        key,
+        jira.native_text("developers only"),
+        author="bob",
+        visibility={"type": "role", "value": "Developers", "identifier": "Developers"},
+    )
+    jira.fake.add_comment(
+        key,
+        jira.native_text("admins only"),
+        author="bob",
+        visibility={"type": "group", "value": "jira-admins", "identifier": "g1"},
+    )
     jira.fake.add_comment(key, jira.native_text("agents only"), author="chen", jsd_public=False)
     jira.fake.add_comment(key, jira.native_text("customer visible"), author="chen", jsd_public=True)
 
     assert [c.text for c in jira.client().fetch(key).comments] == ["public", "customer visible"]
     everything = jira.client(include_restricted_comments=True).fetch(key)
-    assert [c.text for c in everything.comments] == ["public", "developers only", "admins only", "agents only", "customer visible"]
+    assert [c.text for c in everything.comments] == [
+        "public",
+        "developers only",
+        "admins only",
+        "agents only",
+        "customer visible",
+    ]
 
 
 def test_missing_issue_is_gone(jira: JiraSetup) -> None:
@@ -120,7 +149,11 @@ def test_issue_deleted_between_webhook_and_fetch(jira: JiraSetup) -> None:
     request = WebhookRequest(body=body, headers=headers)
     client.authenticate_webhook(request)
     [event] = client.parse_webhook(request)
-    assert (event.ticket_id, event.action, event.delivery_id) == (key, EventAction.UPSERT, headers["X-Atlassian-Webhook-Identifier"])
+    assert (event.ticket_id, event.action, event.delivery_id) == (
+        key,
+        EventAction.UPSERT,
+        headers["X-Atlassian-Webhook-Identifier"],
+    )
 
     deleted_body, deleted_headers = jira.fake.signed_webhook("jira:issue_deleted", key, "s3cret-hook")
     jira.fake.delete_issue(key)
@@ -159,7 +192,15 @@ def test_cloud_text_is_adf_and_datacenter_text_is_wiki_markup_passed_through(jir
             "version": 1,
             "content": [
                 {"type": "heading", "attrs": {"level": 2}, "content": [{"type": "text", "text": "Steps"}]},
-                {"type": "orderedList", "content": [{"type": "listItem", "content": [{"type": "paragraph", "content": [{"type": "text", "text": "open"}]}]}]},
+                {
+                    "type": "orderedList",
+                    "content": [
+                        {
+                            "type": "listItem",
+                            "content": [{"type": "paragraph", "content": [{"type": "text", "text": "open"}]}],
+                        }
+                    ],
+                },
                 {"type": "codeBlock", "attrs": {"language": "bash"}, "content": [{"type": "text", "text": "curl -v"}]},
             ],
         }
@@ -217,7 +258,10 @@ def test_built_from_config_and_normalised(jira: JiraSetup) -> None:
         "jql_timezone": jira.fake.zone.key,
         "webhook_secret": "${JIRA_WEBHOOK_SECRET}",
     }
-    app = parse_config({"data_manager": {"sources": {"tickets": {"jira": section}}}}, env={"JIRA_API_TOKEN": DEFAULT_TOKEN, "JIRA_WEBHOOK_SECRET": "h"})
+    app = parse_config(
+        {"data_manager": {"sources": {"tickets": {"jira": section}}}},
+        env={"JIRA_API_TOKEN": DEFAULT_TOKEN, "JIRA_WEBHOOK_SECRET": "h"},
+    )
     client = integration_class("jira").from_config(app.sources["jira"])
     jira.clients.append(client)
     key = jira.fake.add_issue("Through the pipeline", issue_type="Bug", labels=["a", "b"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,12 @@ def test_429_with_retry_after_then_success(jira: JiraSetup) -> None:
     jira.fake.inject(
         429,
         path=rf"/issue/{key}$",
-        headers={"Retry-After": "7", "X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0", "RateLimit-Reason": "jira-burst-based"},
+        headers={
+            "Retry-After": "7",
+            "X-RateLimit-Limit": "100",
+            "X-RateLimit-Remaining": "0",
+            "RateLimit-Reason": "jira-burst-based",
+        },
     )
     assert jira.client().fetch(key).data.title == "Popular"
     assert issue_requests(jira, key) == 2
@@ -31,7 +36,7 @@ def test_429_with_retry_after_then_success(jira: JiraSetup) -> None:
 
 def test_429_with_x_ratelimit_reset_then_success(jira: JiraSetup) -> None:
     key = jira.fake.add_issue("Popular")
-    reset = (datetime.now(timezone.utc) + timedelta(seconds=20)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    reset = (datetime.now(UTC) + timedelta(seconds=20)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     jira.fake.inject(429, path=rf"/issue/{key}$", headers={"X-RateLimit-Reset": reset})
     assert jira.client().fetch(key).ticket_id == key
     assert len(jira.sleeps) == 1 and 17 <= jira.sleeps[0] <= 20 + JITTER

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -54,7 +54,7 @@ def test_listing_uses_the_deployments_search_endpoint(jira: JiraSetup) -> None:
 
 
 def test_incremental_listing_picks_up_what_changed(make_jira) -> None:
-    clock = Clock(datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc))
+    clock = Clock(datetime(2025, 6, 1, 12, 0, tzinfo=UTC))
     setup = make_jira(issues=50, clock=clock)
     client = setup.client()
     assert len(list(client.iter_changed(None))) == 50
@@ -73,18 +73,18 @@ def test_incremental_listing_picks_up_what_changed(make_jira) -> None:
 
 
 def test_since_is_floored_to_the_minute(make_jira) -> None:
-    clock = Clock(datetime(2025, 6, 1, 12, 0, 10, tzinfo=timezone.utc))
+    clock = Clock(datetime(2025, 6, 1, 12, 0, 10, tzinfo=UTC))
     setup = make_jira(clock=clock)
     setup.fake.add_issue("at 12:00:10")
     # 12:00:50 floors to 12:00, so an issue changed at 12:00:10 is still listed (JQL has no seconds).
-    refs = list(setup.client().iter_changed(datetime(2025, 6, 1, 12, 0, 50, tzinfo=timezone.utc)))
+    refs = list(setup.client().iter_changed(datetime(2025, 6, 1, 12, 0, 50, tzinfo=UTC)))
     assert [r.ticket_id for r in refs] == ["PROJ-1"]
-    assert list(setup.client().iter_changed(datetime(2025, 6, 1, 12, 1, tzinfo=timezone.utc))) == []
+    assert list(setup.client().iter_changed(datetime(2025, 6, 1, 12, 1, tzinfo=UTC))) == []
 
 
 def test_jql_dates_are_written_in_the_configured_time_zone(make_jira) -> None:
     """Jira reads JQL dates in the API user's zone; with a matching jql_timezone nothing is missed."""
-    clock = Clock(datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc))
+    clock = Clock(datetime(2025, 1, 15, 12, 0, tzinfo=UTC))
     setup = make_jira(clock=clock, timezone_name="America/New_York")
     since = clock.advance(minutes=1)
     setup.fake.add_issue("changed after since")

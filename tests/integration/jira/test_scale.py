@@ -34,7 +34,9 @@ def test_listing_and_fetching_1000_issues_returns_everything(make_jira, deployme
     finished = time.perf_counter()
 
     assert sorted(ref.ticket_id for ref in refs) == sorted(fake.issues)
-    assert {s.ticket_id: len(s.comments) for s in snapshots} == {key: len(ids) for key, ids in expected_comments.items()}
+    assert {s.ticket_id: len(s.comments) for s in snapshots} == {
+        key: len(ids) for key, ids in expected_comments.items()
+    }
     assert sum(len(s.comments) for s in snapshots) == fake.stats()["visible_comments"] > ISSUES
     for snapshot in snapshots:
         issue = fake.issues[snapshot.ticket_id]

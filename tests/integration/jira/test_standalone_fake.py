@@ -21,7 +21,17 @@ ROOT = Path(__file__).parents[3]
 @pytest.fixture
 def fake_process() -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.jira_server", "--port", "0", "--issues", "25", "--deployment", "datacenter"],
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.jira_server",
+            "--port",
+            "0",
+            "--issues",
+            "25",
+            "--deployment",
+            "datacenter",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -47,16 +57,28 @@ def fake_process() -> Iterator[str]:
 
 def test_standalone_fake_serves_the_real_client(fake_process: str) -> None:
     url = fake_process
-    client = JiraTickets(url, None, DEFAULT_TOKEN, "project = PROJ", deployment="datacenter", webhook_secret="hook", client_options={"sleep": lambda s: None})
+    client = JiraTickets(
+        url,
+        None,
+        DEFAULT_TOKEN,
+        "project = PROJ",
+        deployment="datacenter",
+        webhook_secret="hook",
+        client_options={"sleep": lambda s: None},
+    )
     admin = requests.Session()
     try:
         assert admin.get(f"{url}/_fake/stats").json()["issues"] == 25
         assert len(list(client.iter_changed(None))) == 25
 
         # A comment arrives, Jira sends a webhook, the worker re-fetches.
-        comment = admin.post(f"{url}/_fake/issues/PROJ-3/comments", json={"body": "from another process", "author": "customer"})
+        comment = admin.post(
+            f"{url}/_fake/issues/PROJ-3/comments", json={"body": "from another process", "author": "customer"}
+        )
         assert comment.status_code == 201
-        hook = admin.post(f"{url}/_fake/webhooks", json={"event": "comment_created", "key": "PROJ-3", "secret": "hook"}).json()
+        hook = admin.post(
+            f"{url}/_fake/webhooks", json={"event": "comment_created", "key": "PROJ-3", "secret": "hook"}
+        ).json()
         request = WebhookRequest(body=hook["body"].encode(), headers=hook["headers"])
         client.authenticate_webhook(request)
         [event] = client.parse_webhook(request)
@@ -64,7 +86,9 @@ def test_standalone_fake_serves_the_real_client(fake_process: str) -> None:
         assert client.fetch("PROJ-3").comments[-1].text == "from another process"
 
         # Faults are injected over HTTP too.
-        admin.post(f"{url}/_fake/faults", json={"status": 429, "path": "/issue/PROJ-4$", "headers": {"Retry-After": "1"}})
+        admin.post(
+            f"{url}/_fake/faults", json={"status": 429, "path": "/issue/PROJ-4$", "headers": {"Retry-After": "1"}}
+        )
         assert client.fetch("PROJ-4").ticket_id == "PROJ-4"
 
         admin.post(f"{url}/_fake/issues/PROJ-5", json={"summary": "renamed elsewhere", "status": "Done"})

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -107,9 +108,9 @@ def test_signed_webhook_stores_the_latest_state(stack: Stack) -> None:
 
 
 def time_at(hour: int):  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime(2024, 5, 1, hour, tzinfo=timezone.utc)
+    return datetime(2024, 5, 1, hour, tzinfo=UTC)
 
 
 def test_burst_of_100_webhooks_costs_one_fetch(stack: Stack) -> None:
@@ -128,8 +129,15 @@ def test_burst_of_100_webhooks_costs_one_fetch(stack: Stack) -> None:
     time.sleep(0.5)
     assert stack.upstream.fetch_count(ticket_id) == 1
     # Each gunicorn process flushes its counters once a second: eventually consistent, so poll.
-    wait_for(lambda: 'tickets_events_coalesced_total{state="queued",system="memory"} 99.0'
-             in requests.get(f"{stack.url}/metrics", timeout=5).text, 5, interval=0.2, what="coalesced count 99")
+    wait_for(
+        lambda: (
+            'tickets_events_coalesced_total{state="queued",system="memory"} 99.0'
+            in requests.get(f"{stack.url}/metrics", timeout=5).text
+        ),
+        5,
+        interval=0.2,
+        what="coalesced count 99",
+    )
 
 
 def test_event_during_a_running_job_causes_exactly_one_more_run(stack: Stack) -> None:
@@ -168,7 +176,9 @@ def test_permanent_failure_is_listed_and_requeued(stack: Stack) -> None:
     stack.web()
     stack.worker()
     ticket_id = stack.upstream.create(TicketData(title="needs access"))
-    stack.upstream.inject_fault(ticket_id, fail_next=1, error="permanent", status=403, message="answered 403: no permission")
+    stack.upstream.inject_fault(
+        ticket_id, fail_next=1, error="permanent", status=403, message="answered 403: no permission"
+    )
     job_id = stack.post(ticket_id).json()["jobs"][0]["job_id"]
 
     def listed() -> list[dict]:  # type: ignore[type-arg]
@@ -223,8 +233,12 @@ def test_plain_rq_worker_also_runs_the_jobs(stack: Stack) -> None:
     ticket_id = stack.upstream.create(TicketData(title="plain rq"))
     assert stack.post(ticket_id).status_code == 202
     rq = Path(sys.executable).parent / "rq"  # RQ's own command, installed beside the interpreter
-    proc = Process("rq-worker", [str(rq), "worker", "--burst", "--with-scheduler", "--url", stack.redis_url,
-                                 "tickets-live", "tickets-bulk"], stack.dir, env={"TICKETS_CONFIG": str(stack.config)})
+    proc = Process(
+        "rq-worker",
+        [str(rq), "worker", "--burst", "--with-scheduler", "--url", stack.redis_url, "tickets-live", "tickets-bulk"],
+        stack.dir,
+        env={"TICKETS_CONFIG": str(stack.config)},
+    )
     stack.processes.append(proc)
     proc.popen.wait(60)
     assert proc.popen.returncode == 0, proc.log()

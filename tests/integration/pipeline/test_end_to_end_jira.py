@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,14 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from data_manager.collectors.persistence import META_SUFFIX
-from tests.fakes.jira_server import DEFAULT_TOKEN, DEFAULT_USERNAME, FakeJira, RunningFakeJira, start_fake_jira, text_as_adf
+from tests.fakes.jira_server import (
+    DEFAULT_TOKEN,
+    DEFAULT_USERNAME,
+    FakeJira,
+    RunningFakeJira,
+    start_fake_jira,
+    text_as_adf,
+)
 from tests.pipeline_support.configs import SECRET
 from tests.pipeline_support.processes import wait_for
 from tests.pipeline_support.stack import PipelineStack
@@ -68,7 +75,9 @@ class JiraStack:
         """A payload of our own making, signed as Jira signs its admin webhooks."""
         body = json.dumps(payload).encode()
         signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        return self.stack.post("jira", body, {"Content-Type": "application/json", "X-Hub-Signature": f"sha256={signature}"})
+        return self.stack.post(
+            "jira", body, {"Content-Type": "application/json", "X-Hub-Signature": f"sha256={signature}"}
+        )
 
     def expected_comments(self, key: str) -> list[str]:
         """What the copy must show: the visible comments (no role/group or JSM-internal ones), oldest first."""
@@ -106,7 +115,9 @@ def jira_section(server: RunningFakeJira, deployment: str) -> dict[str, Any]:
 
 def run_stack(deployment: str, directory: Path, redis_url: str) -> Iterator[JiraStack]:
     server = start_fake_jira(deployment=deployment, issues=SEEDED_ISSUES, timezone_name=SERVER_ZONES[deployment])
-    stack = PipelineStack(directory, redis_url, {"jira": jira_section(server, deployment)}, key_prefix=f"e2e-jira-{deployment}")
+    stack = PipelineStack(
+        directory, redis_url, {"jira": jira_section(server, deployment)}, key_prefix=f"e2e-jira-{deployment}"
+    )
     try:
         stack.web()
         stack.worker()
@@ -128,7 +139,7 @@ def datacenter(tmp_path_factory: pytest.TempPathFactory, module_redis_url: str) 
 
 def new_issue(jira: JiraStack, summary: str, **fields: Any) -> str:
     """An issue created a day ago (so its comments can be spread over the hours since)."""
-    return jira.fake.add_issue(summary, created=datetime.now(timezone.utc) - timedelta(days=1), **fields)
+    return jira.fake.add_issue(summary, created=datetime.now(UTC) - timedelta(days=1), **fields)
 
 
 def add_comments(jira: JiraStack, key: str, count: int) -> None:
@@ -148,11 +159,18 @@ def add_comments(jira: JiraStack, key: str, count: int) -> None:
 
 # -- webhooks -------------------------------------------------------------------------------------
 def test_issue_updated_stores_the_latest_issue_with_all_250_comments(cloud: JiraStack) -> None:
-    key = new_issue(cloud, "Checkout fails for EU customers", description=cloud.text("Card payments time out."),
-                               reporter="customer", assignee="chen")
+    key = new_issue(
+        cloud,
+        "Checkout fails for EU customers",
+        description=cloud.text("Card payments time out."),
+        reporter="customer",
+        assignee="chen",
+    )
     add_comments(cloud, key, 250)
     body, headers = cloud.fake.signed_webhook("jira:issue_updated", key, SECRET)  # describes the state before ...
-    cloud.fake.update_issue(key, summary="Checkout fails for EU customers (PSP timeout)", status="In Progress")  # ... this
+    cloud.fake.update_issue(
+        key, summary="Checkout fails for EU customers (PSP timeout)", status="In Progress"
+    )  # ... this
 
     comments_path = cloud.issue_path(key) + "/comment"
     earlier = len(cloud.requests_to(comments_path))
@@ -193,7 +211,9 @@ def test_issue_deleted_removes_the_copy_only_once_jira_says_it_is_gone(cloud: Ji
 
     # A delete event while Jira still has the issue (a late or reordered delivery) is checked, not obeyed.
     job_id = cloud.send("jira:issue_deleted", key).json()["jobs"][0]["job_id"]
-    wait_for(lambda: Job.fetch(job_id, connection=cloud.stack.redis).get_status() == "finished", 20, what="the job to finish")
+    wait_for(
+        lambda: Job.fetch(job_id, connection=cloud.stack.redis).get_status() == "finished", 20, what="the job to finish"
+    )
     assert cloud.stack.stored("jira", key)
 
     cloud.fake.delete_issue(key)
@@ -210,9 +230,18 @@ def test_issue_moved_to_another_project_replaces_the_copy_under_the_old_key(clou
 
     new_key = cloud.fake.move_issue(old_key, "OPS")
     payload = cloud.fake.webhook_payload("jira:issue_updated", new_key)
-    payload["changelog"]["items"] = [  # as Jira reports a move (tests/fixtures/jira/webhook_jira_issue_updated_moved.json)
-        {"field": "project", "fieldtype": "jira", "fieldId": "project", "from": "10000", "fromString": "PROJ",
-         "to": "10001", "toString": "OPS"},
+    payload["changelog"][
+        "items"
+    ] = [  # as Jira reports a move (tests/fixtures/jira/webhook_jira_issue_updated_moved.json)
+        {
+            "field": "project",
+            "fieldtype": "jira",
+            "fieldId": "project",
+            "from": "10000",
+            "fromString": "PROJ",
+            "to": "10001",
+            "toString": "OPS",
+        },
         {"field": "Key", "fieldtype": "jira", "from": None, "fromString": old_key, "to": None, "toString": new_key},
     ]
     response = cloud.send_payload(payload)
@@ -284,8 +313,10 @@ def test_rejected_token_fails_the_job_which_is_listed_then_requeued(cloud: JiraS
 def expected_texts(jira: JiraStack) -> dict[str, list[str]]:
     """Per issue: its title and its visible comment count, as the stored copy must show them."""
     with jira.fake.lock:
-        return {key: [f"Title: {issue.summary}\n", f"Comments ({len(jira.expected_comments(key))}):"]
-                for key, issue in jira.fake.issues.items()}
+        return {
+            key: [f"Title: {issue.summary}\n", f"Comments ({len(jira.expected_comments(key))}):"]
+            for key, issue in jira.fake.issues.items()
+        }
 
 
 def test_full_resync_inline_persists_every_issue(cloud: JiraStack) -> None:
@@ -295,8 +326,11 @@ def test_full_resync_inline_persists_every_issue(cloud: JiraStack) -> None:
     result = cloud.stack.cli("resync", "--system", "jira", "--full", timeout=120)
     took = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = re.search(r"^jira \(full\): fetched (\d+), written (\d+), unchanged (\d+), stale 0, deleted \d+, failed 0 in ",
-                        result.stdout, re.M)
+    summary = re.search(
+        r"^jira \(full\): fetched (\d+), written (\d+), unchanged (\d+), stale 0, deleted \d+, failed 0 in ",
+        result.stdout,
+        re.M,
+    )
     assert summary, result.stdout
     fetched, written, unchanged = map(int, summary.groups())
     assert fetched == written + unchanged == len(expected)
@@ -306,8 +340,13 @@ def test_full_resync_inline_persists_every_issue(cloud: JiraStack) -> None:
 
 
 def test_datacenter_issue_updated_stores_wiki_text_and_every_comment(datacenter: JiraStack) -> None:
-    key = new_issue(datacenter, "VPN drops every 10 minutes", description="Seen on *all* laptops since Monday.",
-                                    reporter="bob", assignee="ann")
+    key = new_issue(
+        datacenter,
+        "VPN drops every 10 minutes",
+        description="Seen on *all* laptops since Monday.",
+        reporter="bob",
+        assignee="ann",
+    )
     add_comments(datacenter, key, 120)
     response = datacenter.send("jira:issue_updated", key)
     assert response.status_code == 202, response.text
@@ -324,13 +363,21 @@ def test_datacenter_full_resync_enqueued_is_persisted_by_the_worker(datacenter: 
     started = time.monotonic()
     result = datacenter.stack.cli("resync", "--system", "jira", "--full", "--enqueue")
     assert result.returncode == 0, result.stdout + result.stderr
-    counts = re.search(r"^jira: listed (\d+), enqueued (\d+), already queued (\d+), deletion candidates 0 \(deleted 0, out of scope 0, failed 0\)$", result.stdout, re.M)
+    counts = re.search(
+        r"^jira: listed (\d+), enqueued (\d+), already queued (\d+), deletion candidates 0 \(deleted 0, out of scope 0, failed 0\)$",
+        result.stdout,
+        re.M,
+    )
     assert counts, result.stdout
     listed, enqueued, coalesced = map(int, counts.groups())
     assert listed == enqueued + coalesced == len(expected) and enqueued >= len(expected) - 1
     datacenter.stack.wait_all_stored("jira", expected, timeout=60)
     took = time.monotonic() - started
-    wait_for(lambda: datacenter.stack.redis.llen(f"rq:queue:{datacenter.stack.names.bulk_queue}") == 0, 10, what="bulk queue empty")
+    wait_for(
+        lambda: datacenter.stack.redis.llen(f"rq:queue:{datacenter.stack.names.bulk_queue}") == 0,
+        10,
+        what="bulk queue empty",
+    )
     assert datacenter.stack.stored_ids("jira") == set(expected)
     assert FailedJobRegistry(datacenter.stack.names.bulk_queue, connection=datacenter.stack.redis).count == 0
     print(f"enqueued full resync of {listed} Jira DC issues through one worker: {took:.1f}s")

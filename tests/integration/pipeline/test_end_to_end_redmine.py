@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,19 +47,35 @@ def plugin_payload(issue: dict[str, Any], action: str, base_url: str) -> dict[st
     body = payload["payload"]
     body["action"] = action
     body["url"] = f"{base_url}/issues/{issue['id']}"
-    body["issue"].update({
-        "id": issue["id"], "subject": issue["subject"], "description": issue.get("description") or "",
-        "created_on": issue["created_on"], "updated_on": issue["updated_on"], "root_id": issue["id"],
-        "project": {**body["issue"]["project"], "id": issue["project"]["id"], "name": issue["project"]["name"]},
-        "status": issue["status"], "tracker": issue["tracker"], "priority": issue["priority"], "custom_fields": [],
-    })
+    body["issue"].update(
+        {
+            "id": issue["id"],
+            "subject": issue["subject"],
+            "description": issue.get("description") or "",
+            "created_on": issue["created_on"],
+            "updated_on": issue["updated_on"],
+            "root_id": issue["id"],
+            "project": {**body["issue"]["project"], "id": issue["project"]["id"], "name": issue["project"]["name"]},
+            "status": issue["status"],
+            "tracker": issue["tracker"],
+            "priority": issue["priority"],
+            "custom_fields": [],
+        }
+    )
     journals = issue.get("journals") or []
     if action == "opened" or not journals:
         del body["journal"]
     else:
         last = journals[-1]
-        body["journal"].update({"id": last["id"], "notes": last["notes"], "created_on": last["created_on"],
-                                "private_notes": last["private_notes"], "details": []})
+        body["journal"].update(
+            {
+                "id": last["id"],
+                "notes": last["notes"],
+                "created_on": last["created_on"],
+                "private_notes": last["private_notes"],
+                "details": [],
+            }
+        )
     return payload
 
 
@@ -67,16 +83,39 @@ def native_payload(issue: dict[str, Any], kind: str) -> dict[str, Any]:
     """What Redmine 7 posts for `issue` (`issue.updated` carries its last journal)."""
     payload = fixture("native_issue_deleted.json" if kind == "issue.deleted" else "native_issue_updated.json")
     payload["type"] = kind
-    payload["timestamp"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    fields = ("id", "project", "tracker", "status", "priority", "author", "subject", "description", "start_date",
-              "done_ratio", "is_private", "created_on", "updated_on", "closed_on")
-    payload["data"]["issue"] = {**payload["data"]["issue"], "assigned_to": None, "custom_fields": [],
-                                **{name: issue.get(name) for name in fields}}
+    payload["timestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = (
+        "id",
+        "project",
+        "tracker",
+        "status",
+        "priority",
+        "author",
+        "subject",
+        "description",
+        "start_date",
+        "done_ratio",
+        "is_private",
+        "created_on",
+        "updated_on",
+        "closed_on",
+    )
+    payload["data"]["issue"] = {
+        **payload["data"]["issue"],
+        "assigned_to": None,
+        "custom_fields": [],
+        **{name: issue.get(name) for name in fields},
+    }
     if kind == "issue.updated":
         last = copy.deepcopy((issue.get("journals") or [])[-1])
         payload["data"]["journal"] = {name: last[name] for name in ("id", "created_on", "notes", "user")}
         payload["data"]["journal"]["details"] = [  # the webhook says prop_key/value where REST says name/new_value
-            {"property": d["property"], "prop_key": d["name"], "old_value": d.get("old_value"), "value": d.get("new_value")}
+            {
+                "property": d["property"],
+                "prop_key": d["name"],
+                "old_value": d.get("old_value"),
+                "value": d.get("new_value"),
+            }
             for d in last.get("details") or []
         ]
     return payload
@@ -89,8 +128,14 @@ def signed(payload: dict[str, Any], secret: str = SECRET) -> tuple[bytes, dict[s
 
 
 class RedmineStack:
-    def __init__(self, server: RedmineServer, admin: RedmineAdmin, project: dict[str, Any], stack: PipelineStack,
-                 api_user: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        server: RedmineServer,
+        admin: RedmineAdmin,
+        project: dict[str, Any],
+        stack: PipelineStack,
+        api_user: dict[str, Any],
+    ) -> None:
         self.server = server
         self.admin = admin
         self.project = project
@@ -111,27 +156,44 @@ class RedmineStack:
         payload = plugin_payload(self.issue(issue_id), action, self.server.url)
         return self.stack.post_json("redmine", payload, query={"token": token})
 
-    def send_native(self, issue: dict[str, Any], kind: str = "issue.updated", secret: str = SECRET) -> requests.Response:
+    def send_native(
+        self, issue: dict[str, Any], kind: str = "issue.updated", secret: str = SECRET
+    ) -> requests.Response:
         body, headers = signed(native_payload(issue, kind), secret)
         return self.stack.post("redmine", body, headers)
 
     def wait_finished(self, response: requests.Response) -> None:
         assert response.status_code == 202, response.text
         job_id = response.json()["jobs"][0]["job_id"]
-        wait_for(lambda: Job.fetch(job_id, connection=self.stack.redis).get_status() == "finished", 20,
-                 what=f"job {job_id} to finish")
+        wait_for(
+            lambda: Job.fetch(job_id, connection=self.stack.redis).get_status() == "finished",
+            20,
+            what=f"job {job_id} to finish",
+        )
 
 
 @pytest.fixture(scope="module")
-def redmine(redmine_server: RedmineServer, redmine_admin: RedmineAdmin, redmine_project: dict[str, Any],
-            tmp_path_factory: pytest.TempPathFactory, module_redis_url: str) -> Iterator[RedmineStack]:
+def redmine(
+    redmine_server: RedmineServer,
+    redmine_admin: RedmineAdmin,
+    redmine_project: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    module_redis_url: str,
+) -> Iterator[RedmineStack]:
     """The pipeline reading Redmine as a project manager (not an admin), as it would in production."""
     api_user = redmine_admin.create_user("e2e-sync", firstname="Sync", lastname="Bot")
     redmine_admin.add_member(redmine_project["identifier"], api_user["id"], "Manager")
-    section = {"enabled": True, "base_url": redmine_server.url, "api_key": api_user["api_key"],
-               "project_id": redmine_project["identifier"], "webhook_secret": SECRET, "resync_concurrency": 4}
-    stack = PipelineStack(tmp_path_factory.mktemp("redmine"), module_redis_url, {"redmine": section},
-                          key_prefix="e2e-redmine")
+    section = {
+        "enabled": True,
+        "base_url": redmine_server.url,
+        "api_key": api_user["api_key"],
+        "project_id": redmine_project["identifier"],
+        "webhook_secret": SECRET,
+        "resync_concurrency": 4,
+    }
+    stack = PipelineStack(
+        tmp_path_factory.mktemp("redmine"), module_redis_url, {"redmine": section}, key_prefix="e2e-redmine"
+    )
     try:
         stack.web(env={"WEB_ACCESS_LOG": "-"})  # the access log must not show the plugin's ?token= either
         stack.worker()
@@ -152,7 +214,7 @@ def test_plugin_webhook_with_token_stores_the_new_note(redmine: RedmineStack) ->
     assert "Title: Mail server rejects attachments" in content and "Anything over 10 MB bounces." in content
     assert "Comments (1):" in content and f"Project: {redmine.project['name']}" in content
     assert SECRET not in redmine.stack.log_of("web")
-    assert re.search(rf'"POST /webhooks/redmine[^"]* HTTP/1.1" 202', redmine.stack.log_of("web"))
+    assert re.search(r'"POST /webhooks/redmine[^"]* HTTP/1.1" 202', redmine.stack.log_of("web"))
 
 
 def test_native_signed_webhook_stores_the_new_note(redmine: RedmineStack) -> None:
@@ -161,7 +223,9 @@ def test_native_signed_webhook_stores_the_new_note(redmine: RedmineStack) -> Non
     assert redmine.send_native(redmine.issue(issue_id)).status_code == 202
     redmine.stack.wait_stored("redmine", str(issue_id), "Happens on the guest Wi-Fi only", "Comments (1):")
 
-    redmine.admin.update_issue(issue_id, notes="Fixed by a DHCP lease change", status_id=redmine.admin.status_id("Resolved"))
+    redmine.admin.update_issue(
+        issue_id, notes="Fixed by a DHCP lease change", status_id=redmine.admin.status_id("Resolved")
+    )
     assert redmine.send_native(redmine.issue(issue_id)).status_code == 202
     content = redmine.stack.wait_stored("redmine", str(issue_id), "Fixed by a DHCP lease change")
     assert "Comments (2):" in content and "Status: Resolved" in content
@@ -261,8 +325,11 @@ def test_full_resync_via_the_cli_stores_every_issue_of_the_project(redmine: Redm
 
     result = redmine.stack.cli("resync", "--system", "redmine", "--full", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = re.search(r"^redmine \(full\): fetched (\d+), written (\d+), unchanged (\d+), stale 0, deleted \d+, failed 0 in ",
-                        result.stdout, re.M)
+    summary = re.search(
+        r"^redmine \(full\): fetched (\d+), written (\d+), unchanged (\d+), stale 0, deleted \d+, failed 0 in ",
+        result.stdout,
+        re.M,
+    )
     assert summary, result.stdout
 
     listed = redmine.admin.call("GET", "issues.json", params={"project_id": project, "status_id": "*", "limit": 100})

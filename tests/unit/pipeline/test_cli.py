@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,10 @@ from rq import Queue, SimpleWorker
 
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
+from data_manager.config import load_config
 from tests.pipeline_support.configs import write_config
 from workers.cli import main
 from workers.runtime import Runtime, install_runtime
-from data_manager.config import load_config
 
 
 def run(config: Path, *args: str) -> tuple[int, str]:
@@ -31,7 +31,9 @@ def upstream(tmp_path: Path) -> FileBackedBackend:
 def drain(config: Path) -> None:
     runtime = Runtime(load_config(config))
     install_runtime(runtime, str(config))
-    SimpleWorker([Queue(q, connection=runtime.redis) for q in runtime.names.queues], connection=runtime.redis).work(burst=True)
+    SimpleWorker([Queue(q, connection=runtime.redis) for q in runtime.names.queues], connection=runtime.redis).work(
+        burst=True
+    )
 
 
 def test_check_config_shows_redacted_settings_and_warnings(tmp_path: Path, redis_url: str) -> None:
@@ -52,7 +54,9 @@ def test_check_config_shows_redacted_settings_and_warnings(tmp_path: Path, redis
         ({"memory": {"resync_concurrency": "lots"}}, "data_manager.sources.tickets.memory.resync_concurrency"),
     ],
 )
-def test_check_config_errors_name_the_key_path_and_exit_non_zero(tmp_path: Path, redis_url: str, override: dict, key_path: str) -> None:  # type: ignore[type-arg]
+def test_check_config_errors_name_the_key_path_and_exit_non_zero(
+    tmp_path: Path, redis_url: str, override: dict, key_path: str
+) -> None:  # type: ignore[type-arg]
     config = write_config(tmp_path, redis_url, **override)
     result = CliRunner().invoke(main, ["--config", str(config), "check-config"])
     assert result.exit_code == 1
@@ -72,7 +76,7 @@ def test_inline_resync_summary_and_exit_code(tmp_path: Path, redis_url: str, ups
     assert code == 1
     assert "fetched 4, written 4" in out and "failed 1" in out and f"failed {ids[2]}: PermanentError" in out
     code, out = run(config, "resync", "--json")
-    summary = json.loads(out[out.index("{"):])["memory"]
+    summary = json.loads(out[out.index("{") :])["memory"]
     assert code == 0 and summary["fetched"] == 5 and summary["written"] == 1
 
     upstream.delete(ids[0])
@@ -93,7 +97,9 @@ def run_err(config: Path, *args: str) -> str:
     return result.output
 
 
-def test_resync_enqueue_then_failed_list_requeue_purge_and_status(tmp_path: Path, redis_url: str, upstream: FileBackedBackend) -> None:
+def test_resync_enqueue_then_failed_list_requeue_purge_and_status(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend
+) -> None:
     config = write_config(tmp_path, redis_url)
     ids = [upstream.create(TicketData(title=f"t{n}")) for n in range(4)]
     upstream.inject_fault(ids[1], fail_next=1, error="permanent", status=401)
@@ -138,7 +144,7 @@ def test_commands_needing_redis_say_so_when_it_is_down(tmp_path: Path) -> None:
 
 def test_full_enqueue_resync_settles_unlisted_copies_inline(tmp_path: Path, redis_url: str) -> None:
     """Stored copies the listing no longer returns are not queued as ordinary syncs: gone ones are deleted."""
-    old = lambda: datetime(2024, 5, 1, tzinfo=timezone.utc)  # noqa: E731 - long unchanged upstream
+    old = lambda: datetime(2024, 5, 1, tzinfo=UTC)  # noqa: E731 - long unchanged upstream
     upstream = FileBackedBackend(tmp_path / "upstream.json", clock=old)
     config = write_config(tmp_path, redis_url)
     ids = [upstream.create(TicketData(title=f"t{n}")) for n in range(4)]

@@ -137,7 +137,9 @@ def _submit_many(redis_url: str, count: int, out: multiprocessing.Queue) -> None
     out.put([coalescer.submit("memory", "T1").outcome.value for _ in range(count)])
 
 
-def test_concurrent_burst_from_processes_adds_one_job_and_running_adds_one_rerun(redis_url: str, redis_conn: redis.Redis) -> None:
+def test_concurrent_burst_from_processes_adds_one_job_and_running_adds_one_rerun(
+    redis_url: str, redis_conn: redis.Redis
+) -> None:
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     procs = [ctx.Process(target=_submit_many, args=(redis_url, 25, out)) for _ in range(4)]

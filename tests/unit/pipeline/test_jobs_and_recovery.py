@@ -29,7 +29,9 @@ from workers.runtime import Runtime, install_runtime
 
 @pytest.fixture
 def runtime(tmp_path: Path, redis_url: str) -> Runtime:
-    path = write_config(tmp_path, redis_url, workers={"retry_base_seconds": 0.1, "retry_max_seconds": 0.2, "max_attempts": 3})
+    path = write_config(
+        tmp_path, redis_url, workers={"retry_base_seconds": 0.1, "retry_max_seconds": 0.2, "max_attempts": 3}
+    )
     runtime = Runtime(load_config(path))
     install_runtime(runtime, str(path))
     return runtime
@@ -57,7 +59,9 @@ def stored(runtime: Runtime, ticket_id: str) -> str | None:
     return ticket.content if ticket else None
 
 
-def test_job_stores_the_ticket_and_logs_one_line(runtime: Runtime, upstream: FileBackedBackend, caplog: pytest.LogCaptureFixture) -> None:
+def test_job_stores_the_ticket_and_logs_one_line(
+    runtime: Runtime, upstream: FileBackedBackend, caplog: pytest.LogCaptureFixture
+) -> None:
     ticket_id = upstream.create(TicketData(title="Printer on fire"))
     job_id = runtime.coalescer.submit("memory", ticket_id).job_id
     with caplog.at_level(logging.INFO, logger="tickets.jobs"):
@@ -82,9 +86,13 @@ def test_transient_failures_are_retried_then_succeed(runtime: Runtime, upstream:
     assert counts[("job", "memory", "retried")] == 2 and counts[("job", "memory", "written")] == 1
 
 
-def test_permanent_failure_lands_in_failed_registry_then_requeue_succeeds(runtime: Runtime, upstream: FileBackedBackend) -> None:
+def test_permanent_failure_lands_in_failed_registry_then_requeue_succeeds(
+    runtime: Runtime, upstream: FileBackedBackend
+) -> None:
     ticket_id = upstream.create(TicketData(title="forbidden"))
-    upstream.inject_fault(ticket_id, fail_next=1, error="permanent", status=403, message="GET /issues/1 answered 403: no access")
+    upstream.inject_fault(
+        ticket_id, fail_next=1, error="permanent", status=403, message="GET /issues/1 answered 403: no access"
+    )
     job_id = runtime.coalescer.submit("memory", ticket_id).job_id
     work(runtime)
     assert upstream.fetch_count(ticket_id) == 1  # no retry for a permanent error
@@ -149,7 +157,9 @@ def test_job_of_a_worker_whose_lease_expired_is_recovered(runtime: Runtime, upst
     assert stored(runtime, ticket_id) is not None
 
 
-def test_job_of_a_dead_process_on_this_host_is_recovered_before_its_lease_expires(runtime: Runtime, upstream: FileBackedBackend) -> None:
+def test_job_of_a_dead_process_on_this_host_is_recovered_before_its_lease_expires(
+    runtime: Runtime, upstream: FileBackedBackend
+) -> None:
     ticket_id = upstream.create(TicketData(title="orphaned"))
     job_id = runtime.coalescer.submit("memory", ticket_id).job_id
     _start_as(runtime, job_id, "crashed")
@@ -179,7 +189,9 @@ def test_jobs_of_live_workers_are_left_alone(runtime: Runtime, upstream: FileBac
     assert recover_abandoned(conn, runtime.names, runtime.coalescer) == [plain]
 
 
-def test_periodic_resync_is_scheduled_once_per_slot_and_never_overlaps(runtime: Runtime, upstream: FileBackedBackend) -> None:
+def test_periodic_resync_is_scheduled_once_per_slot_and_never_overlaps(
+    runtime: Runtime, upstream: FileBackedBackend
+) -> None:
     conn, names = runtime.redis, runtime.names
     now = 1_700_000_000.0
     first = ensure_scheduled(conn, names, 5, now=now)

@@ -47,7 +47,9 @@ def test_signed_event_is_accepted_with_its_job_id(client: FlaskClient, redis_con
 
 def test_repeated_events_coalesce_into_the_waiting_job(client: FlaskClient, redis_conn: redis.Redis) -> None:
     body, headers = signed({"ticket_id": "T000001"})
-    job_ids = {client.post("/webhooks/memory", data=body, headers=headers).get_json()["jobs"][0]["job_id"] for _ in range(5)}
+    job_ids = {
+        client.post("/webhooks/memory", data=body, headers=headers).get_json()["jobs"][0]["job_id"] for _ in range(5)
+    }
     assert len(job_ids) == 1
     assert len(queued_job_ids(redis_conn)) == 1
 
@@ -79,7 +81,9 @@ def test_unauthenticated_requests_get_401_and_queue_nothing(
         (b'{"ticket_id": "  "}', "'ticket_id' must be a non-empty string"),
     ],
 )
-def test_malformed_bodies_get_400_naming_the_problem(client: FlaskClient, redis_conn: redis.Redis, payload: bytes, message: str) -> None:
+def test_malformed_bodies_get_400_naming_the_problem(
+    client: FlaskClient, redis_conn: redis.Redis, payload: bytes, message: str
+) -> None:
     body, headers = signed(payload)
     response = client.post("/webhooks/memory", data=body, headers=headers)
     assert response.status_code == 400
@@ -152,10 +156,15 @@ def test_wrong_content_type_is_415(client: FlaskClient, redis_conn: redis.Redis,
 def test_json_with_charset_and_vendor_json_types_are_accepted(client: FlaskClient) -> None:
     body, headers = signed({"ticket_id": "T1"})
     for content_type in ("application/json; charset=utf-8", "application/vnd.example+json"):
-        assert client.post("/webhooks/memory", data=body, headers={**headers, "Content-Type": content_type}).status_code == 202
+        assert (
+            client.post("/webhooks/memory", data=body, headers={**headers, "Content-Type": content_type}).status_code
+            == 202
+        )
 
 
-def test_no_secret_rejects_unless_explicitly_unauthenticated(tmp_path: Path, redis_url: str, redis_conn: redis.Redis) -> None:
+def test_no_secret_rejects_unless_explicitly_unauthenticated(
+    tmp_path: Path, redis_url: str, redis_conn: redis.Redis
+) -> None:
     payload = json.dumps({"ticket_id": "T1"})
     headers = {"Content-Type": "application/json"}
     no_secret = load_config(write_config(tmp_path, redis_url, memory={"webhook_secret": None}))
@@ -164,9 +173,14 @@ def test_no_secret_rejects_unless_explicitly_unauthenticated(tmp_path: Path, red
     assert "no webhook_secret is configured" in response.get_json()["message"]
     assert_nothing_queued(redis_conn)
 
-    open_endpoint = load_config(write_config(tmp_path, redis_url, memory={"webhook_secret": None, "webhook_unauthenticated": True}))
+    open_endpoint = load_config(
+        write_config(tmp_path, redis_url, memory={"webhook_secret": None, "webhook_unauthenticated": True})
+    )
     assert any("WITHOUT authentication" in w for w in open_endpoint.warnings)
-    assert create_app(open_endpoint).test_client().post("/webhooks/memory", data=payload, headers=headers).status_code == 202
+    assert (
+        create_app(open_endpoint).test_client().post("/webhooks/memory", data=payload, headers=headers).status_code
+        == 202
+    )
 
 
 def test_healthz_and_metrics(client: FlaskClient) -> None:

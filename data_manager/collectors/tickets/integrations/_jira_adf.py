@@ -10,13 +10,24 @@ A v2 wiki-markup string passes through unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 MAX_DEPTH = 60  # deeper trees are flattened to their text instead of recursing (no RecursionError)
 
 INLINE_TYPES = frozenset(
-    {"text", "hardBreak", "mention", "emoji", "inlineCard", "status", "date", "mediaInline", "placeholder", "inlineExtension"}
+    {
+        "text",
+        "hardBreak",
+        "mention",
+        "emoji",
+        "inlineCard",
+        "status",
+        "date",
+        "mediaInline",
+        "placeholder",
+        "inlineExtension",
+    }
 )
 _LIST_TYPES = frozenset({"bulletList", "orderedList", "taskList", "decisionList"})
 
@@ -202,7 +213,9 @@ def _list(node: dict[str, Any], depth: int) -> str:
 def _code_block(node: dict[str, Any], depth: int) -> str:
     language = _attr_text(node, "language")
     code = "".join(
-        child if isinstance(child, str) else (child.get("text") if isinstance(child.get("text"), str) else _flat_text(child))
+        child
+        if isinstance(child, str)
+        else (child.get("text") if isinstance(child.get("text"), str) else _flat_text(child))
         for child in _children(node)
     )
     return f"```{language}\n{code}\n```"
@@ -323,7 +336,7 @@ def _text(node: dict[str, Any]) -> str:
 def _date(node: dict[str, Any]) -> str:
     raw = _attr_text(node, "timestamp")
     try:
-        return datetime.fromtimestamp(int(float(raw)) / 1000, tz=timezone.utc).date().isoformat()
+        return datetime.fromtimestamp(int(float(raw)) / 1000, tz=UTC).date().isoformat()
     except (ValueError, OverflowError, OSError):
         return raw
 

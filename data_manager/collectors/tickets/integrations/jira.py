@@ -26,7 +26,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,7 +59,12 @@ from data_manager.collectors.tickets.model import Comment, Status, TicketData, p
 log = logging.getLogger(__name__)
 
 DEPLOYMENTS = ("cloud", "datacenter")
-_DEPLOYMENT_ALIASES = {"server": "datacenter", "data_center": "datacenter", "data-center": "datacenter", "dc": "datacenter"}
+_DEPLOYMENT_ALIASES = {
+    "server": "datacenter",
+    "data_center": "datacenter",
+    "data-center": "datacenter",
+    "dc": "datacenter",
+}
 SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
 COMMENT_PAGE_SIZE = 100
@@ -69,7 +74,11 @@ ISSUE_FIELDS = (
 )  # fmt: skip
 JQL_TIME_FORMAT = "%Y-%m-%d %H:%M"  # JQL has minute precision
 
-_ISSUE_EVENTS = {"jira:issue_created": EventAction.UPSERT, "jira:issue_updated": EventAction.UPSERT, "jira:issue_deleted": EventAction.DELETE}
+_ISSUE_EVENTS = {
+    "jira:issue_created": EventAction.UPSERT,
+    "jira:issue_updated": EventAction.UPSERT,
+    "jira:issue_deleted": EventAction.DELETE,
+}
 _COMMENT_EVENTS = frozenset({"comment_created", "comment_updated", "comment_deleted"})
 _ORDER_BY = re.compile(r"order\s+by\b", re.IGNORECASE)
 _WRITABLE = frozenset({"title", "description", "assignee", "requester", "status", "custom_fields"})
@@ -100,7 +109,7 @@ def strip_order_by(jql: str) -> str:
 def jql_minute(moment: datetime, zone: ZoneInfo) -> datetime:
     """`moment` in the JQL time zone, floored to the minute (JQL cannot say seconds)."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(zone).replace(second=0, microsecond=0)
 
 
@@ -180,7 +189,9 @@ def _valid_timezone(name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/Berlin')") from None
+        raise ValidationError(
+            f"unknown time zone {name!r} (use an IANA name such as 'UTC' or 'Europe/Berlin')"
+        ) from None
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -210,8 +221,14 @@ class JiraConfigSchema(IntegrationConfigSchema):
     def _required_when_enabled(self, data: Mapping[str, Any], **kwargs: Any) -> None:
         if not data.get("enabled"):
             return
-        required = ["base_url", "api_token", "jql_query"] + (["username"] if data.get("deployment", "cloud") == "cloud" else [])
-        missing = {name: [f"required when jira is enabled ({data.get('deployment', 'cloud')})"] for name in required if not data.get(name)}
+        required = ["base_url", "api_token", "jql_query"] + (
+            ["username"] if data.get("deployment", "cloud") == "cloud" else []
+        )
+        missing = {
+            name: [f"required when jira is enabled ({data.get('deployment', 'cloud')})"]
+            for name in required
+            if not data.get(name)
+        }
         if missing:
             raise ValidationError(missing)
 
@@ -258,7 +275,10 @@ class JiraTickets(TicketIntegration):
         if deployment == "cloud" and not username:
             raise ConfigError("is required for Jira Cloud (the account's email address)", "jira.username")
         if not strip_order_by(jql_query or ""):
-            raise ConfigError("is required: a JQL restriction such as 'project = PROJ' (Cloud refuses unbounded searches)", "jira.jql_query")
+            raise ConfigError(
+                "is required: a JQL restriction such as 'project = PROJ' (Cloud refuses unbounded searches)",
+                "jira.jql_query",
+            )
         try:
             self.zone = ZoneInfo(jql_timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -376,7 +396,12 @@ class JiraTickets(TicketIntegration):
                 comments.append(item)
             if not items:
                 if isinstance(total, int) and start < total:
-                    log.warning("Jira returned no comments for %s at startAt=%d although total=%d; stopping there", key, start, total)
+                    log.warning(
+                        "Jira returned no comments for %s at startAt=%d although total=%d; stopping there",
+                        key,
+                        start,
+                        total,
+                    )
                 return comments
             page_start = page.get("startAt") if isinstance(page.get("startAt"), int) else start
             start = page_start + len(items)
@@ -391,7 +416,10 @@ class JiraTickets(TicketIntegration):
             Comment(
                 author=display_name(raw.get("author")) or "",
                 text=adf_to_text(raw.get("body")),
-                at=self._time(raw.get("created")) or self._time(raw.get("updated")) or created_at or datetime.fromtimestamp(0, timezone.utc),
+                at=self._time(raw.get("created"))
+                or self._time(raw.get("updated"))
+                or created_at
+                or datetime.fromtimestamp(0, UTC),
             )
             for raw in raw_comments
             if self.include_restricted_comments or not comment_is_restricted(raw)
@@ -409,7 +437,7 @@ class JiraTickets(TicketIntegration):
             "labels": ", ".join(labels),
             "components": ", ".join(components),
             "resolution": _named(resolution),
-            "resolved": resolved_at.astimezone(timezone.utc).isoformat() if resolved_at else "",
+            "resolved": resolved_at.astimezone(UTC).isoformat() if resolved_at else "",
             "jira_id": str(issue.get("id") or ""),
         }
         data = TicketData(
@@ -418,7 +446,9 @@ class JiraTickets(TicketIntegration):
             assignee=display_name(fields_.get("assignee")),
             requester=display_name(fields_.get("reporter")),
             status=map_status(status, resolution),
-            custom_fields={name: _custom_value(fields_.get(name)) for name in self.custom_fields if fields_.get(name) is not None},
+            custom_fields={
+                name: _custom_value(fields_.get(name)) for name in self.custom_fields if fields_.get(name) is not None
+            },
         )
         return TicketSnapshot(
             ticket_id=key,
@@ -505,7 +535,9 @@ class JiraTickets(TicketIntegration):
             if page.get("isLast") is True or not next_token:
                 return
             if next_token == token:
-                raise TransientError("Jira returned the same nextPageToken twice; stopping the search rather than looping")
+                raise TransientError(
+                    "Jira returned the same nextPageToken twice; stopping the search rather than looping"
+                )
             token = str(next_token)
 
     def _search_pages_datacenter(self, jql: str) -> Iterator[list[dict[str, Any]]]:
@@ -518,7 +550,9 @@ class JiraTickets(TicketIntegration):
             total = page.get("total")
             if not issues:
                 if isinstance(total, int) and start < total:
-                    log.warning("Jira search returned no issues at startAt=%d although total=%d; stopping there", start, total)
+                    log.warning(
+                        "Jira search returned no issues at startAt=%d although total=%d; stopping there", start, total
+                    )
                 return
             yield issues
             start = (page.get("startAt") if isinstance(page.get("startAt"), int) else start) + len(issues)
@@ -609,7 +643,9 @@ class JiraTickets(TicketIntegration):
         """
         unknown = set(fields) - _WRITABLE
         if unknown:
-            raise UnknownFieldError(f"Jira cannot update {', '.join(sorted(unknown))} (supported: {', '.join(sorted(_WRITABLE))})")
+            raise UnknownFieldError(
+                f"Jira cannot update {', '.join(sorted(unknown))} (supported: {', '.join(sorted(_WRITABLE))})"
+            )
         key = str(ticket_id).strip()
         try:
             transition = self._choose_transition(key, Status.parse(fields["status"])) if "status" in fields else None
@@ -649,33 +685,48 @@ class JiraTickets(TicketIntegration):
         CLOSED any transition into the done category is accepted when no exact one exists. A required
         resolution is filled with "Fixed"/"Done" when offered, else the first allowed value.
         """
-        current = self._object(self._call("GET", self._path("issue", key), params={"fields": "status,resolution"}), f"issue {key}")
+        current = self._object(
+            self._call("GET", self._path("issue", key), params={"fields": "status,resolution"}), f"issue {key}"
+        )
         current_fields = current.get("fields") if isinstance(current.get("fields"), Mapping) else {}
         current_status = current_fields.get("status") if isinstance(current_fields.get("status"), Mapping) else {}
         if map_status(current_status, current_fields.get("resolution")) is target:
             return None
         answer = self._object(
-            self._call("GET", self._path("issue", key, "transitions"), params={"expand": "transitions.fields"}), f"the transitions of {key}"
+            self._call("GET", self._path("issue", key, "transitions"), params={"expand": "transitions.fields"}),
+            f"the transitions of {key}",
         )
         transitions = [t for t in answer.get("transitions") or [] if isinstance(t, Mapping)]
         exact = [t for t in transitions if map_status(t.get("to"), None) is target]
-        done = [t for t in transitions if str(((t.get("to") or {}).get("statusCategory") or {}).get("key", "")).lower() == "done"]
+        done = [
+            t
+            for t in transitions
+            if str(((t.get("to") or {}).get("statusCategory") or {}).get("key", "")).lower() == "done"
+        ]
         candidates = exact or (done if target in (Status.RESOLVED, Status.CLOSED) else [])
         if not candidates:
-            available = ", ".join(f"'{t.get('name')}' → {(t.get('to') or {}).get('name')}" for t in transitions) or "none"
+            available = (
+                ", ".join(f"'{t.get('name')}' → {(t.get('to') or {}).get('name')}" for t in transitions) or "none"
+            )
             raise PermanentError(
                 f"Jira issue {key}: no transition from status '{current_status.get('name', '?')}' leads to a "
                 f"status that maps to {target.value} (available: {available})"
             )
         chosen = candidates[0]
         payload: dict[str, Any] = {"transition": {"id": str(chosen.get("id"))}}
-        resolution = ((chosen.get("fields") or {}).get("resolution")) if isinstance(chosen.get("fields"), Mapping) else None
+        resolution = (
+            ((chosen.get("fields") or {}).get("resolution")) if isinstance(chosen.get("fields"), Mapping) else None
+        )
         if isinstance(resolution, Mapping) and resolution.get("required"):
             allowed = [v for v in resolution.get("allowedValues") or [] if isinstance(v, Mapping)]
             preferred = ("Fixed", "Done") if target is Status.RESOLVED else ("Done", "Fixed")
-            pick = next((v for name in preferred for v in allowed if v.get("name") == name), allowed[0] if allowed else None)
+            pick = next(
+                (v for name in preferred for v in allowed if v.get("name") == name), allowed[0] if allowed else None
+            )
             if pick is not None:
-                payload["fields"] = {"resolution": {"id": str(pick["id"])} if pick.get("id") else {"name": pick.get("name")}}
+                payload["fields"] = {
+                    "resolution": {"id": str(pick["id"])} if pick.get("id") else {"name": pick.get("name")}
+                }
         return payload
 
     def close(self) -> None:

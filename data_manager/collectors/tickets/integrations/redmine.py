@@ -49,7 +49,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -73,8 +73,8 @@ from data_manager.collectors.tickets.integration import (
     TicketRef,
     TicketSnapshot,
     WebhookRequest,
-    json_object,
     constant_time_equal,
+    json_object,
     verify_hmac_signature,
 )
 from data_manager.collectors.tickets.model import Comment, Status, TicketData, parse_datetime
@@ -151,7 +151,9 @@ def choose_status(
     wanted: Status, candidates: list[Mapping[str, Any]], overrides: Mapping[str, Status] | None = None
 ) -> Mapping[str, Any] | None:
     """The candidate status to write for `wanted`: its canonical name if offered, else the first that maps to it."""
-    matching = [s for s in candidates if status_category(str(s.get("name", "")), s.get("is_closed"), overrides) is wanted]
+    matching = [
+        s for s in candidates if status_category(str(s.get("name", "")), s.get("is_closed"), overrides) is wanted
+    ]
     for status in matching:
         if str(status.get("name", "")).strip().casefold() == _CANONICAL_STATUS[wanted]:
             return status
@@ -161,8 +163,8 @@ def choose_status(
 def _utc_seconds(value: datetime) -> str:
     """`YYYY-MM-DDThh:mm:ssZ`, floored to the second: the only precise form Redmine's filters accept."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _text(value: Any) -> str:
@@ -293,7 +295,9 @@ class RedmineTickets(TicketIntegration):
         self.include_subprojects = include_subprojects
         self.include_private_notes = include_private_notes
         self.tracker = str(tracker).strip() if tracker not in (None, "") else None
-        self.status_map = {str(name).strip().casefold(): Status.parse(state) for name, state in (status_map or {}).items()}
+        self.status_map = {
+            str(name).strip().casefold(): Status.parse(state) for name, state in (status_map or {}).items()
+        }
         self.impersonate_authors = impersonate_authors
         self.communication_field = communication_field or None
         self.webhook_secret = webhook_secret or None
@@ -315,7 +319,9 @@ class RedmineTickets(TicketIntegration):
         except ValidationError as exc:
             key, messages = next(iter(exc.messages.items())) if isinstance(exc.messages, dict) else ("", exc.messages)
             message = messages[0] if isinstance(messages, list) and messages else messages
-            raise ConfigError(str(message).rstrip("."), f"data_manager.sources.tickets.redmine.{key}".rstrip(".")) from None
+            raise ConfigError(
+                str(message).rstrip("."), f"data_manager.sources.tickets.redmine.{key}".rstrip(".")
+            ) from None
         integration = cls(
             loaded["base_url"],
             loaded["api_key"],
@@ -347,7 +353,8 @@ class RedmineTickets(TicketIntegration):
         issue = self._get_issue(number, "journals")
         if not self._in_scope(issue):
             raise TicketGone(
-                str(number), f"Redmine project {self.project_id!r} (it is in project {_name_of(issue.get('project'))!r})"
+                str(number),
+                f"Redmine project {self.project_id!r} (it is in project {_name_of(issue.get('project'))!r})",
             )
         return self._snapshot(issue)
 
@@ -420,7 +427,9 @@ class RedmineTickets(TicketIntegration):
                 continue
             if not journal.get("created_on"):
                 raise PermanentError(f"Redmine journal {journal.get('id')} has no created_on")
-            comments.append(Comment(author=_name_of(journal.get("user")) or "", text=_text(notes), at=journal["created_on"]))
+            comments.append(
+                Comment(author=_name_of(journal.get("user")) or "", text=_text(notes), at=journal["created_on"])
+            )
         return comments
 
     def _is_closed(self, status: Mapping[str, Any]) -> bool | None:
@@ -479,9 +488,13 @@ class RedmineTickets(TicketIntegration):
     def _project(self, project: str) -> dict[str, Any]:
         def load() -> dict[str, Any]:
             try:
-                return dict((self.client.get_json(f"projects/{quote(project, safe='')}.json") or {}).get("project") or {})
+                return dict(
+                    (self.client.get_json(f"projects/{quote(project, safe='')}.json") or {}).get("project") or {}
+                )
             except NotFoundError:
-                raise PermanentError(f"Redmine project {project!r} does not exist or is not visible to the API user") from None
+                raise PermanentError(
+                    f"Redmine project {project!r} does not exist or is not visible to the API user"
+                ) from None
 
         return self._cache.get(("project", project), load)
 
@@ -507,16 +520,22 @@ class RedmineTickets(TicketIntegration):
                 raise PermanentError(
                     f"Redmine project {self.project_id!r} does not exist or is not visible to the API user"
                 ) from None
-            issues = [i for i in (body or {}).get("issues") or [] if isinstance(i, Mapping) and isinstance(i.get("id"), int)]
+            issues = [
+                i for i in (body or {}).get("issues") or [] if isinstance(i, Mapping) and isinstance(i.get("id"), int)
+            ]
             fresh = [i for i in issues if i["id"] >= next_id]
-            log.debug("Redmine listing from issue #%d: %d issues of %s", next_id, len(fresh), (body or {}).get("total_count"))
+            log.debug(
+                "Redmine listing from issue #%d: %d issues of %s", next_id, len(fresh), (body or {}).get("total_count")
+            )
             for issue in sorted(fresh, key=lambda i: i["id"]):
                 yield TicketRef(str(issue["id"]), parse_datetime(issue.get("updated_on")))
             total = int((body or {}).get("total_count") or 0)
             if total <= len(issues) or not issues:
                 return
             if not fresh:  # the server ignored issue_id (Redmine < 3.3?): paging on would never end
-                raise PermanentError(f"Redmine at {self.base_url} ignored the issue_id filter; listing cannot page safely")
+                raise PermanentError(
+                    f"Redmine at {self.base_url} ignored the issue_id filter; listing cannot page safely"
+                )
             next_id = max(i["id"] for i in fresh) + 1
 
     # -- writing (TicketBackend) -----------------------------------------------------------------
@@ -533,7 +552,9 @@ class RedmineTickets(TicketIntegration):
             if status is None:
                 raise PermanentError(f"Redmine at {self.base_url} has no status that maps to {data.status.name}")
             issue["status_id"] = status["id"]
-        custom_fields = self._custom_field_values(data.custom_fields, data.communication, self._creatable_custom_fields())
+        custom_fields = self._custom_field_values(
+            data.custom_fields, data.communication, self._creatable_custom_fields()
+        )
         if custom_fields:
             issue["custom_fields"] = custom_fields
         headers = self._write_headers(data.requester)
@@ -546,7 +567,8 @@ class RedmineTickets(TicketIntegration):
         if not isinstance(number, int):
             raise PermanentError("POST /issues.json answered without the new issue's id")
         self._check_applied(
-            created, {k: v for k, v in issue.items() if k in ("subject", "description", "assigned_to_id", "custom_fields")}
+            created,
+            {k: v for k, v in issue.items() if k in ("subject", "description", "assigned_to_id", "custom_fields")},
         )
         state = created.get("status") or {}
         if status_category(str(state.get("name", "")), self._is_closed(state), self.status_map) is not data.status:
@@ -643,7 +665,9 @@ class RedmineTickets(TicketIntegration):
     def _tracker_id(self, tracker: str) -> int:
         if tracker.isdigit():
             return int(tracker)
-        trackers = self._cache.get("trackers", lambda: list((self.client.get_json("trackers.json") or {}).get("trackers") or []))
+        trackers = self._cache.get(
+            "trackers", lambda: list((self.client.get_json("trackers.json") or {}).get("trackers") or [])
+        )
         for item in trackers:
             if str(item.get("name", "")).casefold() == tracker.casefold():
                 return int(item["id"])
@@ -674,7 +698,9 @@ class RedmineTickets(TicketIntegration):
         if matches:
             raise PermanentError(f"{text!r} matches several Redmine users; give the user id instead")
         names = ", ".join(sorted({name for _, name in members})) or "none"
-        raise PermanentError(f"no Redmine user or group {text!r} can be assigned in project {project} (members: {names})")
+        raise PermanentError(
+            f"no Redmine user or group {text!r} can be assigned in project {project} (members: {names})"
+        )
 
     def _members(self, project: str) -> list[tuple[int, str]]:
         members: list[tuple[int, str]] = []
@@ -682,7 +708,8 @@ class RedmineTickets(TicketIntegration):
         while True:
             body = (
                 self.client.get_json(
-                    f"projects/{quote(project, safe='')}/memberships.json", params={"limit": MAX_PAGE_SIZE, "offset": offset}
+                    f"projects/{quote(project, safe='')}/memberships.json",
+                    params={"limit": MAX_PAGE_SIZE, "offset": offset},
                 )
                 or {}
             )
@@ -699,7 +726,8 @@ class RedmineTickets(TicketIntegration):
         """`/users.json?name=` (admin only); [] when the key may not search users."""
         try:
             return list(
-                (self.client.get_json("users.json", params={"name": text, "limit": MAX_PAGE_SIZE}) or {}).get("users") or []
+                (self.client.get_json("users.json", params={"name": text, "limit": MAX_PAGE_SIZE}) or {}).get("users")
+                or []
             )
         except PermanentError as exc:
             if exc.status in (401, 403):
@@ -758,7 +786,9 @@ class RedmineTickets(TicketIntegration):
             communication_given = communication not in (None, "")
         if communication_given:
             if not self.communication_field:
-                raise PermanentError("Redmine has no 'communication' field: set communication_field to a custom field's name")
+                raise PermanentError(
+                    "Redmine has no 'communication' field: set communication_field to a custom field's name"
+                )
             wanted[self.communication_field] = communication or ""
         if not wanted:
             return []
@@ -766,7 +796,9 @@ class RedmineTickets(TicketIntegration):
         unknown = [name for name in wanted if str(name).casefold() not in by_name]
         if unknown:
             names = ", ".join(sorted(str(cf.get("name")) for cf in available)) or "none"
-            raise PermanentError(f"unknown Redmine custom field(s) {', '.join(map(repr, unknown))} (available: {names})")
+            raise PermanentError(
+                f"unknown Redmine custom field(s) {', '.join(map(repr, unknown))} (available: {names})"
+            )
         return [{"id": by_name[str(name).casefold()]["id"], "value": value} for name, value in wanted.items()]
 
     # -- webhooks ------------------------------------------------------------------------------
