@@ -20,15 +20,16 @@ from redis.exceptions import RedisError
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.config import AppConfig, config_path, load_config
-from service.connection import redacted_url, redis_client
+from service.connection import Role, redacted_url
 from service.logs import configure_logging
+from service.runtime import Runtime
 
 
 @dataclass
 class CliState:
     path: Path
     _config: AppConfig | None = None
-    _runtime: Any = field(default=None)
+    _runtime: Runtime | None = field(default=None)
 
     @property
     def config(self) -> AppConfig:
@@ -40,19 +41,17 @@ class CliState:
         return self._config
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> Runtime:
         if self._runtime is None:
-            from service.runtime import Runtime
-
             try:
-                self._runtime = Runtime(self.config)
+                self._runtime = Runtime(self.config, role=Role.CLI)
                 self._runtime.manager  # noqa: B018 - surface integration config errors now
             except ConfigError as exc:
                 raise click.ClickException(f"config error: {exc}") from None
         return self._runtime
 
 
-def _redis_or_fail(state: CliState) -> Any:
+def _redis_or_fail(state: CliState) -> Runtime:
     runtime = state.runtime
     try:
         runtime.redis.ping()
@@ -197,7 +196,7 @@ def resync(
     sys.exit(0 if result.ok else 1)
 
 
-def _resync_lock(runtime: Any) -> Any:
+def _resync_lock(runtime: Runtime) -> Any:
     """The lock the periodic resync takes; without Redis an inline resync still runs (it needs none)."""
     try:
         lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=2 * 3600, blocking=False)
@@ -374,18 +373,15 @@ def failed_purge(state: CliState, all_jobs: bool, system: str | None, job_ids: t
 @click.pass_obj
 def check_config(state: CliState) -> None:
     """Show what is enabled, the settings (secrets redacted), warnings and errors."""
-    from data_manager.collectors.tickets.ticket_manager import TicketManager
-
     click.echo(f"config: {state.path}")
     try:
         config = load_config(state.path)
-        TicketManager(config).close()
+        runtime = Runtime(config, role=Role.PROBE)
+        runtime.manager.close()
     except ConfigError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(1)
-    from service.settings import PipelineSettings
-
-    settings = PipelineSettings.from_config(config)
+    settings = runtime.settings
     click.echo(f"data_path: {config.data_path}")
     click.echo(f"enabled systems: {', '.join(config.enabled_systems) or 'none'}")
     shown = {name: cfg for name, cfg in config.redacted_sources().items() if cfg.get("enabled")}
@@ -402,7 +398,7 @@ def check_config(state: CliState) -> None:
     if not config.enabled_systems:
         warnings.append("no ticket system is enabled: the webhook service has no endpoints and resync does nothing")
     try:
-        redis_client(settings.redis_url, socket_timeout=1.0).ping()
+        runtime.redis.ping()
     except RedisError as exc:
         warnings.append(f"Redis at {redacted_url(settings.redis_url)} is not reachable now ({type(exc).__name__})")
     for warning in warnings:

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 
 from rq import Queue, SimpleWorker, Worker
 
-from service.coalesce import Coalescer
-from service.connection import redis_client
 from service.logs import log_event
 from service.runtime import Runtime, install_runtime
 from workers.periodic import ensure_scheduled
@@ -25,7 +23,7 @@ log = logging.getLogger("tickets.worker")
 def build_worker(
     runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True
 ) -> Worker:
-    connection = redis_client(runtime.settings.redis_url, socket_timeout=max(runtime.settings.socket_timeout, 5.0))
+    connection = runtime.connect()
     queue_names = list(queues or runtime.names.queues)
     unknown = [q for q in queue_names if q not in runtime.names.queues]
     if unknown:
@@ -53,11 +51,8 @@ def run_worker(
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
 
-    def maintenance_client():  # type: ignore[no-untyped-def]
-        return redis_client(settings.redis_url, socket_timeout=max(settings.socket_timeout, 5.0))
-
-    maintenance = maintenance_client()
-    coalescer = Coalescer(maintenance, names, job_timeout=settings.job_timeout_seconds)
+    maintenance = runtime.connect()
+    coalescer = runtime.coalescer_on(maintenance)
 
     def tick() -> None:
         recovered = recover_abandoned(maintenance, names, coalescer)
@@ -65,7 +60,7 @@ def run_worker(
             log_event(log, "recovered_jobs", logging.WARNING, count=len(recovered))
         ensure_scheduled(maintenance, names, settings.resync_interval_minutes)
 
-    lease = Lease(maintenance_client, names, worker, settings.lease_seconds, on_tick=tick)
+    lease = Lease(runtime.connect, names, worker, settings.lease_seconds, on_tick=tick)
     lease.start()  # before recovery, so this worker never looks dead to itself
     try:
         tick()
