@@ -23,6 +23,10 @@ from data_manager.config import AppConfig, config_path, load_config
 from service.connection import Role, redacted_url
 from service.logs import configure_logging
 from service.runtime import Runtime
+from workers import ops
+from workers.bulk import enqueue_resync
+from workers.progress import ProgressReporter
+from workers.worker import run_worker
 
 
 @dataclass
@@ -138,8 +142,6 @@ def resync(
     if not runtime.manager.systems:
         raise click.ClickException("no ticket system is enabled; enable one under data_manager.sources.tickets")
     if enqueue:
-        from workers.bulk import enqueue_resync
-
         _redis_or_fail(state)
         summaries = enqueue_resync(runtime, systems=selected, since=since_at, full=full)
         rows = {name: s.as_dict() for name, s in summaries.items()}
@@ -154,8 +156,6 @@ def resync(
                     f"{s.out_of_scope}, failed {s.failed})" + (f" ERROR {s.error}" if s.error else "")
                 )
         sys.exit(0 if ok else 1)
-
-    from workers.progress import ProgressReporter
 
     lock = _resync_lock(runtime)
     reporter = ProgressReporter()
@@ -235,8 +235,6 @@ def worker(
     max_jobs: int | None,
 ) -> None:
     """Run a worker on the pipeline's queues, with the scheduler."""
-    from workers.worker import run_worker
-
     runtime = _redis_or_fail(state)
     queue_names = [
         runtime.names.live_queue if q == "live" else runtime.names.bulk_queue if q == "bulk" else q for q in queues
@@ -262,10 +260,8 @@ def worker(
 @click.pass_obj
 def status(state: CliState, as_json: bool) -> None:
     """Queue depths, workers, failed jobs and the last resync of each system."""
-    from workers.ops import status as gather
-
     runtime = _redis_or_fail(state)
-    report = gather(runtime.redis, runtime.names, runtime.persistence, state.config.enabled_systems)
+    report = ops.status(runtime.redis, runtime.names, runtime.persistence, state.config.enabled_systems)
     if as_json:
         _echo_json(report)
         return
@@ -308,10 +304,8 @@ def failed() -> None:
 @click.pass_obj
 def failed_list(state: CliState, as_json: bool) -> None:
     """Job id, system, ticket, error, attempts and when, oldest first."""
-    from workers.ops import failed_jobs
-
     runtime = _redis_or_fail(state)
-    jobs = failed_jobs(runtime.redis, runtime.names)
+    jobs = ops.failed_jobs(runtime.redis, runtime.names)
     if as_json:
         _echo_json([j.as_dict() for j in jobs])
         return
@@ -324,13 +318,11 @@ def failed_list(state: CliState, as_json: bool) -> None:
 
 
 def _selection(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> tuple[Any, list[Any]]:
-    from workers.ops import failed_jobs, select
-
     if not (all_jobs or system or job_ids):
         raise click.UsageError("say which jobs: --all, --system S, or job ids")
     runtime = _redis_or_fail(state)
-    chosen, missing = select(
-        failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids
+    chosen, missing = ops.select(
+        ops.failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids
     )
     if missing:
         raise click.ClickException(f"not in the failed registry: {', '.join(missing)}")
@@ -344,11 +336,9 @@ def _selection(state: CliState, all_jobs: bool, system: str | None, job_ids: tup
 @click.pass_obj
 def failed_requeue(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> None:
     """Sync the failed jobs' tickets again (and remove them from the failed registry)."""
-    from workers.ops import requeue
-
     runtime, chosen = _selection(state, all_jobs, system, job_ids)
     for job in chosen:
-        new_id = requeue(runtime.redis, runtime.coalescer, job)
+        new_id = ops.requeue(runtime.redis, runtime.coalescer, job)
         click.echo(f"requeued {job.job_id} ({job.system} {job.ticket_id}) as {new_id}")
     click.echo(f"{len(chosen)} job(s) requeued")
 
@@ -360,11 +350,9 @@ def failed_requeue(state: CliState, all_jobs: bool, system: str | None, job_ids:
 @click.pass_obj
 def failed_purge(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> None:
     """Delete failed jobs without running them again."""
-    from workers.ops import purge
-
     runtime, chosen = _selection(state, all_jobs, system, job_ids)
     for job in chosen:
-        purge(runtime.redis, job)
+        ops.purge(runtime.redis, job)
     click.echo(f"{len(chosen)} job(s) purged")
 
 

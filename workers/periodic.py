@@ -20,6 +20,7 @@ from rq import Queue
 from service.logs import log_event
 from service.runtime import current_runtime
 from service.settings import Names
+from workers.bulk import enqueue_resync
 
 log = logging.getLogger("tickets.periodic")
 PERIODIC_FUNCTION = "workers.periodic.periodic_resync_job"
@@ -47,8 +48,6 @@ def ensure_scheduled(connection: Redis, names: Names, interval_minutes: int, now
 
 
 def periodic_resync_job() -> dict[str, Any]:
-    from workers.bulk import enqueue_resync
-
     runtime = current_runtime()
     lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=LOCK_TIMEOUT_SECONDS, blocking=False)
     if not lock.acquire(blocking=False):
