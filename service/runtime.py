@@ -114,24 +114,3 @@ class Runtime:
     @property
     def metrics(self) -> Metrics:
         return self.coalescer.metrics
-
-
-_current: dict[str, Runtime] = {}
-_current_lock = threading.Lock()
-
-
-def current_runtime() -> Runtime:
-    """The runtime for this process's config (`TICKETS_CONFIG`, else ./config.yaml), loaded once."""
-    path = os.environ.get("TICKETS_CONFIG") or "config.yaml"
-    with _current_lock:
-        runtime = _current.get(path)
-        if runtime is None:
-            runtime = _current[path] = Runtime.load(path)
-        return runtime
-
-
-def install_runtime(runtime: Runtime, config_path: str) -> None:
-    """Make `runtime` the one jobs in this process (and its forks) use for `config_path`."""
-    os.environ["TICKETS_CONFIG"] = config_path
-    with _current_lock:
-        _current[config_path] = runtime

@@ -242,7 +242,6 @@ def worker(
     try:
         run_worker(
             runtime,
-            str(state.path.resolve()),
             queues=queue_names or None,
             name=name,
             burst=burst,

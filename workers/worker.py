@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from rq import Queue, SimpleWorker, Worker
 
 from service.logs import log_event
-from service.runtime import Runtime, install_runtime
+from service.runtime import Runtime
+from workers.jobs import job_class_for
 from workers.periodic import ensure_scheduled
 from workers.recovery import Lease, recover_abandoned
 
@@ -31,12 +32,16 @@ def build_worker(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
     worker_class = Worker if fork else SimpleWorker
-    return worker_class([Queue(q, connection=connection) for q in queue_names], connection=connection, name=name)
+    return worker_class(
+        [Queue(q, connection=connection) for q in queue_names],
+        connection=connection,
+        name=name,
+        job_class=job_class_for(runtime),
+    )
 
 
 def run_worker(
     runtime: Runtime,
-    config_path: str,
     *,
     queues: Sequence[str] | None = None,
     name: str | None = None,
@@ -46,7 +51,6 @@ def run_worker(
     max_jobs: int | None = None,
     logging_level: str = "INFO",
 ) -> bool:
-    install_runtime(runtime, config_path)
     runtime.manager  # build integrations once, before the first fork  # noqa: B018
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
