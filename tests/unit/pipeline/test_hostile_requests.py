@@ -16,10 +16,10 @@ import redis
 from flask.testing import FlaskClient
 
 from data_manager.collectors.tickets.integration import TicketIntegration, integration_class
+from service.connection import redis_client
+from service.deadline import redis_deadline
 from tests.pipeline_support.signing import signed
 from webhooks import create_app
-from workers.connection import redis_client
-from workers.deadline import redis_deadline
 
 pytestmark = pytest.mark.redis
 

@@ -7,7 +7,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from workers.deadline import DeadlineConnection
+from service.deadline import DeadlineConnection
 
 
 def redis_client(
@@ -18,7 +18,7 @@ def redis_client(
     Only refused/reset connections are retried (once, after 50 ms, to ride out a restart blip);
     timeouts are not, so one stalled command costs at most `socket_timeout`. RQ raises the socket
     timeout of a worker's own connection above its blocking-dequeue timeout by itself. Inside
-    `workers.deadline.redis_deadline`, all calls together end by that one deadline.
+    `service.deadline.redis_deadline`, all calls together end by that one deadline.
     """
     return Redis.from_url(
         url,
