@@ -61,7 +61,8 @@ class WebhookService:
 
 
 def _service() -> WebhookService:
-    return current_app.extensions["tickets"]
+    service: WebhookService = current_app.extensions["tickets"]
+    return service
 
 
 def error_response(status: int, code: str, message: str, *, system: str | None = None, **details: Any) -> Response:

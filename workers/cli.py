@@ -144,16 +144,17 @@ def resync(
     if enqueue:
         _redis_or_fail(state)
         summaries = enqueue_resync(runtime, systems=selected, since=since_at, full=full)
-        rows = {name: s.as_dict() for name, s in summaries.items()}
-        ok = all(s.ok for s in summaries.values())
+        rows = {name: queued.as_dict() for name, queued in summaries.items()}
+        ok = all(queued.ok for queued in summaries.values())
         if as_json:
             _echo_json(rows)
         else:
-            for name, s in summaries.items():
+            for name, queued in summaries.items():
                 click.echo(
-                    f"{name}: listed {s.listed}, enqueued {s.enqueued}, already queued {s.coalesced}, "
-                    f"deletion candidates {s.deletion_candidates} (deleted {s.deleted}, out of scope "
-                    f"{s.out_of_scope}, failed {s.failed})" + (f" ERROR {s.error}" if s.error else "")
+                    f"{name}: listed {queued.listed}, enqueued {queued.enqueued}, already queued {queued.coalesced}, "
+                    f"deletion candidates {queued.deletion_candidates} (deleted {queued.deleted}, out of scope "
+                    f"{queued.out_of_scope}, failed {queued.failed})"
+                    + (f" ERROR {queued.error}" if queued.error else "")
                 )
         sys.exit(0 if ok else 1)
 

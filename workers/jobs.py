@@ -69,7 +69,7 @@ def sync_ticket_job(system: str, ticket_id: str, runtime: Runtime | None = None)
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         if job is not None:
             job.meta.update({"attempts": attempt, "error": verdict.reason, "error_kind": verdict.kind.value})
-            job.save_meta()
+            job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         if verdict.retry and job is not None:
             coalescer.finish(system, ticket_id, job_id, retrying=True)
             runtime.metrics.incr("job", system, "retried")
@@ -85,7 +85,8 @@ def sync_ticket_job(system: str, ticket_id: str, runtime: Runtime | None = None)
                 duration_ms=duration_ms,
                 error=verdict.reason,
             )
-            return Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])
+            # rq annotates intervals as int, but schedules float seconds as given (the sub-second part matters)
+            return Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])  # type: ignore[list-item]
         rerun = coalescer.finish(system, ticket_id, job_id)
         runtime.metrics.incr("job", system, "failed")
         log_event(

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from rq import Queue, SimpleWorker, Worker
+from rq.worker import BaseWorker
 
 from service.logs import log_event
 from service.runtime import Runtime
@@ -23,7 +24,7 @@ log = logging.getLogger("tickets.worker")
 
 def build_worker(
     runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True
-) -> Worker:
+) -> BaseWorker:
     connection = runtime.connect()
     queue_names = list(queues or runtime.names.queues)
     unknown = [q for q in queue_names if q not in runtime.names.queues]
@@ -31,7 +32,7 @@ def build_worker(
         raise ValueError(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
-    worker_class = Worker if fork else SimpleWorker
+    worker_class: type[BaseWorker] = Worker if fork else SimpleWorker
     return worker_class(
         [Queue(q, connection=connection) for q in queue_names],
         connection=connection,
