@@ -48,11 +48,8 @@ def accepts(implementation: Any, seed: Any) -> bool:
     """
     if implementation is Any:
         return True
-    impl_members = _members(implementation)
-    for wanted in _members(seed):
-        if not any(_accepts_one(offered, wanted) for offered in impl_members):
-            return False
-    return True
+    offered = _members(implementation)
+    return all(any(_accepts_one(one, wanted) for one in offered) for wanted in _members(seed))
 
 
 def _accepts_one(offered: Any, wanted: Any) -> bool:
@@ -114,4 +111,3 @@ def signature_differences(
     if "return" in seed_hints and impl_hints.get("return") != seed_hints["return"]:
         problems.append(f"returns {impl_hints.get('return')}, seed says {seed_hints['return']}")
     return problems
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from datetime import UTC, datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional  # noqa: UP035 - the seed's spelling
 
 import pytest
 import yaml
