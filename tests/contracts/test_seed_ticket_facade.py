@@ -162,3 +162,44 @@ def test_in_memory_backend_implements_the_ticket_backend_protocol() -> None:
     assert isinstance(InMemoryBackend(), TicketBackend)
     for name in ("create", "read", "update", "add_comment"):
         assert callable(getattr(InMemoryBackend, name))
+
+
+def test_in_memory_backend_unknown_ids_raise_key_error() -> None:
+    """seed 002 lines 127-135: `read` and `update` index `self._db[ticket_id]`, so an unknown id is a `KeyError`.
+    (The seed's `add_comment` would silently keep a comment for a ticket that does not exist; here it is a
+    `KeyError` too, see the README's seed API notes.)"""
+    backend = InMemoryBackend()
+    comment = Comment("a", "b", "2024-01-01T00:00:00Z")  # type: ignore[arg-type]
+    for call in (
+        lambda: backend.read("T000404"),
+        lambda: backend.update("T000404", {"title": "x"}),
+        lambda: backend.add_comment("T000404", comment),
+    ):
+        with pytest.raises(KeyError):
+            call()
+    assert backend._comments == {}
+
+
+def test_set_backend_makes_that_backend_the_active_one() -> None:
+    """seed 002 line 302: `set_backend(cls, backend)`: the facade's calls go to that backend from then on."""
+    first, second = InMemoryBackend(), InMemoryBackend()
+    Ticket.set_backend(first)
+    Ticket.set_backend(second)
+    tid = Ticket.create(title="Login bug", description="Fails on Safari")
+    assert len(first) == 0 and second.read(tid)[0].title == "Login bug"
+
+
+def test_register_backend_make_default_and_use_backend() -> None:
+    """seed 002 lines 97 and 306-313: `register_backend(name, backend, *, make_default=False)` with
+    `make_default=True` makes it the one app code uses; registering more ("Configure once at startup") does not
+    switch; `use_backend(name)` switches."""
+    mem, other = InMemoryBackend(), InMemoryBackend()
+    Ticket.register_backend("mem", mem, make_default=True)
+    Ticket.register_backend("other", other)
+    tid = Ticket.create(title="Login bug", description="Fails on Safari")
+    assert len(mem) == 1 and len(other) == 0
+    Ticket.use_backend("other")
+    with pytest.raises(KeyError):
+        Ticket.read(tid)
+    Ticket.register_backend("third", InMemoryBackend(), make_default=True)
+    assert Ticket.backend() is not other

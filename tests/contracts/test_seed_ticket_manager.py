@@ -239,3 +239,13 @@ def test_config_example_without_its_variable_names_the_key_path_and_variable(tmp
         load_config(path, env={})
     assert "data_manager.sources.tickets.redmine.api_key" in str(info.value)
     assert "REDMINE_API_KEY" in str(info.value)
+
+
+def test_public_names_live_where_the_seed_says() -> None:
+    """seed 000 lines 7-9 and 18-21: `persistence.PersistenceService`, `tickets/ticket_resource.TicketResource`,
+    `tickets/ticket_manager.TicketManager` (the seed's `src/` prefix is the source root, not a package)."""
+    from data_manager.collectors.persistence import PersistenceService as FromPersistence
+    from data_manager.collectors.tickets.ticket_manager import TicketManager as FromManager
+    from data_manager.collectors.tickets.ticket_resource import TicketResource as FromResource
+
+    assert (FromPersistence, FromManager, FromResource) == (PersistenceService, TicketManager, TicketResource)
