@@ -278,7 +278,7 @@ def create_app(config: AppConfig | str | os.PathLike[str] | None = None, *, redi
     app.extensions["tickets"] = WebhookService(
         config,
         runtime.redis,
-        dict(runtime.manager.integrations),
+        {name: runtime.manager.integration(name) for name in runtime.manager.systems},
         runtime.settings,
         runtime.coalescer,
         runtime.metrics,
