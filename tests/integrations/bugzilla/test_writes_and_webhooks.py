@@ -64,7 +64,7 @@ def test_impossible_changes_are_clear_errors_and_change_nothing(bugzilla: Bugzil
     backend = bugzilla.backend()
     with pytest.raises(UnknownFieldError, match="description"):
         backend.update(str(bug), {"title": "changed", "description": "new"})
-    with pytest.raises(UnknownFieldError, match="status.*closed"):
+    with pytest.raises(UnknownFieldError, match=r"status.*closed"):
         backend.update(
             str(bug), {"title": "changed", "status": Status.CLOSED}
         )  # CONFIRMED -> VERIFIED is no transition
