@@ -5,8 +5,8 @@
 Both ways run in this process against the same fake Bugzilla over loopback HTTP
 (tests/integrations/bugzilla/fake_server.py) and produce the same snapshots:
 
-* batched: `BugzillaBackend.iter_changed(None)`: pages of full bugs by id, the comments of each page in
-  one request (what `tickets resync --full` does);
+* batched: `BugzillaBackend.changed_snapshots(None)` (behind `iter_changed`): pages of full bugs by id,
+  the comments of each page in one request; the listing hands each bug over complete (`TicketRef.snapshot`);
 * per bug (the baseline): a slim id listing, then `GET /rest/bug/N` and `GET /rest/bug/N/comment` for
   each bug, `--concurrency` at a time (the pipeline's default resync concurrency).
 """
@@ -25,8 +25,9 @@ from tests.integrations.bugzilla.fake_server import ADMIN_KEY, start_fake_bugzil
 
 
 def batched(backend: BugzillaBackend) -> list[TicketSnapshot]:
-    refs = list(backend.iter_changed(None))
-    return [ref.snapshot if getattr(ref, "snapshot", None) else backend.fetch(ref.ticket_id) for ref in refs]
+    """What `iter_changed(None)` hands the resync: complete bugs, no fetch per bug."""
+    found = list(backend.changed_snapshots(None))
+    return [snapshot or backend.fetch(bug_id) for bug_id, _, snapshot in found]
 
 
 def per_bug(backend: BugzillaBackend, concurrency: int) -> list[TicketSnapshot]:

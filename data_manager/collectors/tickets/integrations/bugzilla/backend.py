@@ -233,6 +233,12 @@ class BugzillaBackend(TicketIntegration):
 
     def iter_changed(self, since: datetime | None) -> Iterator[TicketRef]:
         """Bugs changed at or after `since` by ascending id, each complete (bug + comments: two requests per page)."""
+        for bug_id, updated_at, snapshot in self.changed_snapshots(since):
+            yield self._ref(bug_id, updated_at, snapshot)
+
+    def changed_snapshots(self, since: datetime | None) -> Iterator[tuple[str, datetime | None, TicketSnapshot | None]]:
+        """(bug id, last change, snapshot) of every bug changed at or after `since`; the snapshot is None
+        when the bug vanished between its page and its comments (the resync then fetches it and finds it gone)."""
         seen: set[str] = set()
         for page in self.client.changed_pages(since, self.products):
             page = [bug for bug in page if str(bug["id"]) not in seen and self._in_products(bug)]
@@ -241,7 +247,7 @@ class BugzillaBackend(TicketIntegration):
                 bug_id = str(bug["id"])
                 seen.add(bug_id)
                 snapshot = self._snapshot(bug, comments[bug_id]) if bug_id in comments else None
-                yield self._ref(bug_id, parse_datetime(bug.get("last_change_time")), snapshot)
+                yield bug_id, parse_datetime(bug.get("last_change_time")), snapshot
 
     @staticmethod
     def _ref(ticket_id: str, updated_at: datetime | None, snapshot: TicketSnapshot | None) -> TicketRef:
