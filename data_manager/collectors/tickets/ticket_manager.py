@@ -12,6 +12,7 @@ from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import TicketIntegration, integration_class
 from data_manager.collectors.tickets.resync import Progress, ResyncPlan, ResyncSummary, resync_system
+from data_manager.config import AppConfig, parse_config
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,6 @@ class TicketManager:
     """
 
     def __init__(self, dm_config: Mapping[str, Any] | Any) -> None:
-        from data_manager.config import AppConfig, parse_config
-
         self.dm_config = dm_config  # the seed's attribute: the mapping (or AppConfig) given
         if isinstance(dm_config, AppConfig):
             sources = dm_config.sources
