@@ -146,3 +146,16 @@ def test_a_post_answered_429_is_sent_again(httpserver: HTTPServer) -> None:
     )
     httpserver.expect_ordered_request("/x", method="POST").respond_with_json({"id": 1}, status=201)
     assert client(httpserver, Sleeps()).request("POST", "/x", json={}).json() == {"id": 1}
+
+
+def test_a_secret_learnt_later_is_redacted_from_errors_and_logs(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpserver.expect_request("/x").respond_with_data(f"bad token {SECRET}", status=401)
+    caplog.set_level(logging.DEBUG)
+    api = client(httpserver, Sleeps())
+    api.add_secret(SECRET)
+    with pytest.raises(PermanentError) as info:
+        api.get_json("/x", params={"session": SECRET})  # a parameter name the pattern does not know
+    assert SECRET not in str(info.value)
+    assert not [r for r in caplog.records if r.name != "werkzeug" and SECRET in r.getMessage()]
