@@ -153,7 +153,7 @@ def test_a_secret_learnt_later_is_redacted_from_errors_and_logs(
 ) -> None:
     httpserver.expect_request("/x").respond_with_data(f"bad token {SECRET}", status=401)
     caplog.set_level(logging.DEBUG)
-    api = client(httpserver, Sleeps())
+    api = ApiClient(httpserver.url_for("/"), sleep=Sleeps())  # knows no secret yet
     api.add_secret(SECRET)
     with pytest.raises(PermanentError) as info:
         api.get_json("/x", params={"session": SECRET})  # a parameter name the pattern does not know
