@@ -100,4 +100,7 @@ def test_no_function_level_imports_of_our_own_modules() -> None:
                     )
                     if any(name.split(".")[0] in OWN_PACKAGES for name in names):
                         found.append(f"{relative}:{inner.lineno}")
-    assert found == [], f"function-level imports of our own modules: {found}"
+    assert found == [], (
+        f"function-level imports of our own modules: {found}; import them at the top of the module "
+        "(if that makes a cycle, a module sits in the wrong layer: see docs/pipeline.md, 'How the code is wired')"
+    )
