@@ -8,12 +8,21 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import IntegrationConfigSchema
 from data_manager.collectors.tickets.integrations.salesforce._ids import ID_PATTERN
+from data_manager.collectors.tickets.integrations.salesforce._soql import validate_where
 from data_manager.collectors.tickets.model import Status
 
 DEFAULT_API_VERSION = "62.0"
 _STATES = [s.value for s in Status]
+
+
+def _soql_condition(value: Any) -> None:
+    try:
+        validate_where(value, "soql_where")
+    except ConfigError as exc:
+        raise ValidationError(str(exc).removeprefix("soql_where: ")) from None
 
 
 def _status_value(value: Any) -> None:
@@ -32,7 +41,7 @@ class SalesforceConfigSchema(IntegrationConfigSchema):
     client_id = fields.String(load_default=None, allow_none=True)
     client_secret = fields.String(load_default=None, allow_none=True)
     refresh_token = fields.String(load_default=None, allow_none=True)
-    soql_where = fields.String(load_default=None, allow_none=True)  # scopes which Cases, e.g. "Origin = 'Web'"
+    soql_where = fields.String(load_default=None, allow_none=True, validate=_soql_condition)  # e.g. "Origin = 'Web'"
     include_private_comments = fields.Boolean(load_default=False)  # IsPublished = false comments are internal
     organization_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(ID_PATTERN.pattern))
     origin = fields.String(load_default=None, allow_none=True)  # Origin of cases `create` makes
