@@ -67,6 +67,9 @@ def test_refused_oauth_credentials_never_show_the_secrets(
     caplog.set_level(logging.DEBUG)
     with pytest.raises(PermanentError) as caught:
         backend.fetch(salesforce.fake.add_case("x"))
+    assert caught.value.status == 401
+    with pytest.raises(PermanentError, match="refused the credentials"):
+        backend.verify_credentials()
     text = f"{caught.value} {backend!r} {backend.client!r} {caplog.text}"
     assert "invalid_grant" in str(caught.value) or "expired access/refresh token" in str(caught.value)
     for secret in (CLIENT_SECRET, REFRESH_TOKEN):

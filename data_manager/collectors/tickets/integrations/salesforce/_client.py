@@ -129,9 +129,8 @@ class OAuthTokenSource(TokenSource):
         try:
             answer = client.token_request(form)
         except PermanentError as exc:
-            raise PermanentError(
-                f"Salesforce refused to issue an access token ({self.flow}): {exc}", status=exc.status or 401
-            ) from None
+            # Refused client credentials or refresh token: the credentials are refused, whatever 4xx said so.
+            raise PermanentError(f"Salesforce refused to issue an access token ({self.flow}): {exc}", status=401) from None
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"Salesforce's token endpoint answered without an access_token ({self.flow})")
