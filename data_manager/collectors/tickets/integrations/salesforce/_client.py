@@ -130,7 +130,9 @@ class OAuthTokenSource(TokenSource):
             answer = client.token_request(form)
         except PermanentError as exc:
             # Refused client credentials or refresh token: the credentials are refused, whatever 4xx said so.
-            raise PermanentError(f"Salesforce refused to issue an access token ({self.flow}): {exc}", status=401) from None
+            raise PermanentError(
+                f"Salesforce refused to issue an access token ({self.flow}): {exc}", status=401
+            ) from None
         token = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(token, str) or not token:
             raise TransientError(f"Salesforce's token endpoint answered without an access_token ({self.flow})")
@@ -163,9 +165,8 @@ class SalesforceClient(ApiClient):
 
     # -- secrets --------------------------------------------------------------------------------
     def add_secret(self, secret: str | None) -> None:
-        if secret and len(secret) >= 4:
+        if secret and len(secret) >= 4 and secret not in self._secrets:
             self._secrets = (*self._secrets, secret)
-            http._known_secrets.add(secret)
 
     # -- requests -------------------------------------------------------------------------------
     def token_request(self, form: dict[str, str]) -> Any:

@@ -75,9 +75,8 @@ def write_status(status: Status, status_map: Mapping[str, Status] | None = None)
 def related_name(record: Mapping[str, Any], relation: str) -> str | None:
     """`Owner.Name`-style values: the related record is an object or null."""
     related = record.get(relation)
-    if isinstance(related, Mapping) and isinstance(related.get("Name"), str) and related["Name"].strip():
-        return related["Name"]
-    return None
+    name = related.get("Name") if isinstance(related, Mapping) else None
+    return name if isinstance(name, str) and name.strip() else None
 
 
 def comment_records(case: Mapping[str, Any]) -> list[Mapping[str, Any]]:

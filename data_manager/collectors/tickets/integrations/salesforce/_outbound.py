@@ -69,9 +69,9 @@ def _notifications_element(body: bytes) -> Element:
         raise WebhookPayloadError(f"refused XML construct in outbound message: {type(exc).__name__}") from None
     except SafeET.ParseError as exc:
         raise WebhookPayloadError(f"body is not well-formed XML: {exc}") from None
-    if root.tag != f"{{{SOAP_ENV}}}Envelope":
+    if not isinstance(root, Element) or root.tag != f"{{{SOAP_ENV}}}Envelope":
         raise WebhookPayloadError("body is not a SOAP 1.1 envelope")
-    found = root.find(f"{{{SOAP_ENV}}}Body/{{{OUTBOUND_NS}}}notifications")
+    found: Element | None = root.find(f"{{{SOAP_ENV}}}Body/{{{OUTBOUND_NS}}}notifications")
     if found is None:
         raise WebhookPayloadError("SOAP body has no outbound-messaging 'notifications' element")
     return found
