@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -104,14 +105,22 @@ class Metrics:
             if self._flusher_pid == os.getpid():
                 return
             self._flusher_pid = os.getpid()
-        thread = threading.Thread(target=self._flush_forever, name="metrics-flush", daemon=True)
+        assert self.flush_interval is not None
+        thread = threading.Thread(
+            target=_flush_forever, args=(weakref.ref(self), self.flush_interval), name="metrics-flush", daemon=True
+        )
         thread.start()
 
-    def _flush_forever(self) -> None:
-        assert self.flush_interval is not None
-        while True:
-            time.sleep(self.flush_interval)
-            try:
-                self.flush()
-            except Exception:  # never let bookkeeping kill the thread
-                log.exception("metrics flush failed")
+
+def _flush_forever(metrics: weakref.ref[Metrics], interval: float) -> None:
+    """Flush every `interval` seconds for as long as the `Metrics` lives (its thread never keeps it alive)."""
+    while True:
+        time.sleep(interval)
+        owner = metrics()
+        if owner is None:
+            return
+        try:
+            owner.flush()
+        except Exception:  # never let bookkeeping kill the thread
+            log.exception("metrics flush failed")
+        del owner
