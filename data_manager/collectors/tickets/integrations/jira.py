@@ -35,6 +35,7 @@ from marshmallow import ValidationError, fields, pre_load, validate, validates_s
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
+    CredentialsRefused,
     PermanentError,
     TicketGone,
     TransientError,
@@ -371,6 +372,21 @@ class JiraTickets(TicketIntegration):
         except NotFoundError:
             raise TicketGone(key, "Jira") from None
         return self._snapshot(issue, comments)
+
+    def verify_credentials(self) -> None:
+        """`GET /myself`: Jira serves a refused token as the anonymous user; only this call answers 401."""
+        try:
+            me = self._call("GET", self._path("myself"))
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                raise CredentialsRefused(
+                    f"Jira at {self.base_url} refused the credentials ({exc.status} from /myself): check "
+                    f"{'username and api_token (API tokens expire)' if self.is_cloud else 'the personal access token'}",
+                    status=401,
+                ) from None
+            raise
+        if not isinstance(me, Mapping) or not (me.get("accountId") or me.get("name") or me.get("key")):
+            raise CredentialsRefused(f"Jira at {self.base_url} answered /myself without a user: credentials refused")
 
     def _fetch_comments(self, key: str) -> list[dict[str, Any]]:
         """Every comment, oldest first, paging until `startAt + len(comments) >= total`."""
