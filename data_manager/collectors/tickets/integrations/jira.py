@@ -244,6 +244,8 @@ class JiraTickets(TicketIntegration):
     """
 
     system: ClassVar[str] = "jira"
+    # An issue key (PROJ-7) or an issue's numeric id.
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}|[0-9]{1,18}")
     config_schema = JiraConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
 
@@ -286,6 +288,8 @@ class JiraTickets(TicketIntegration):
             raise ConfigError(f"unknown time zone {jql_timezone!r}", "jira.jql_timezone") from None
         self.deployment = deployment
         self.base_url = str(base_url).rstrip("/")
+        self.username = username
+        self.api_token = api_token  # the seed's attribute; never in repr, logs or errors
         self.jql_query = jql_query
         self.project_key = project_key
         self.issue_type = issue_type
