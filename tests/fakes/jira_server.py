@@ -297,6 +297,8 @@ class FakeJira(_jql.FieldAccess):
 
     def issue(self, key: str) -> FakeIssue:
         with self.lock:
+            if key.isdigit():  # Jira resolves an issue's numeric id as well as its key
+                key = next((issue.key for issue in self.issues.values() if issue.id == key), key)
             key = self.moved.get(key.upper(), key.upper())
             if key not in self.issues:
                 raise KeyError(key)
