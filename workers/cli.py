@@ -449,6 +449,7 @@ def check_config(state: CliState) -> None:
     click.echo(f"workers: {yaml.safe_dump(config.workers, default_flow_style=True).strip()}")
     click.echo(f"resync: {yaml.safe_dump(config.resync, default_flow_style=True).strip()}")
     click.echo(f"webhooks: {yaml.safe_dump(config.webhooks, default_flow_style=True).strip()}")
+    click.echo(f"persistence: {yaml.safe_dump(config.persistence, default_flow_style=True).strip()}")
     warnings = list(config.warnings)
     if not config.enabled_systems:
         warnings.append("no ticket system is enabled: the webhook service has no endpoints and resync does nothing")
