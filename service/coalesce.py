@@ -90,8 +90,10 @@ return 0
 """
 
 
-def _text(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Coalescer:
@@ -226,17 +228,16 @@ class Coalescer:
         with self.connection.pipeline() as pipe:
             for _ in range(WATCH_ATTEMPTS):
                 try:
-                    pipe.watch(state_key)
+                    pipe.watch(state_key)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     state = pipe.hgetall(state_key)
                     if _text(state.get(b"job")) != job_id:
                         pipe.unwatch()
                         return None
                     pipe.multi()
                     if retrying:  # the retry fetches afresh, so it covers any event seen meanwhile
-                        retry = {"state": "queued", "rerun": "0"}
+                        pipe.hset(state_key, mapping={"state": "queued", "rerun": "0"})
                         if state.get(b"rerun_delete") == b"1":
-                            retry["delete"] = "1"
-                        pipe.hset(state_key, mapping=retry)
+                            pipe.hset(state_key, "delete", "1")
                         pipe.hdel(state_key, "rerun_queue", "rerun_delete")
                         pipe.execute()
                         return None
@@ -278,4 +279,4 @@ class Coalescer:
 
     def state(self, system: str, ticket_id: str) -> dict[str, str]:
         raw = self.connection.hgetall(self.names.ticket_state(ticket_key(system, ticket_id)))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}

@@ -25,8 +25,10 @@ from redis import Redis
 from rq import Queue
 
 from service.logs import log_event
-from service.runtime import current_runtime
+from service.runtime import Runtime
 from service.settings import Names
+from workers.bulk import enqueue_resync
+from workers.jobs import takes_runtime
 
 log = logging.getLogger("tickets.periodic")
 PERIODIC_FUNCTION = "workers.periodic.periodic_resync_job"
@@ -68,10 +70,9 @@ def ensure_all_scheduled(connection: Redis, names: Names, resync: dict[str, Any]
     ensure_scheduled(connection, names, int(resync.get("full_interval_hours", 0)) * 60, now, full=True)
 
 
-def periodic_resync_job(full: bool = False) -> dict[str, Any]:
-    from workers.bulk import enqueue_resync
-
-    runtime = current_runtime()
+@takes_runtime
+def periodic_resync_job(full: bool = False, runtime: Runtime | None = None) -> dict[str, Any]:
+    runtime = runtime or Runtime.load()
     lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=LOCK_TIMEOUT_SECONDS, blocking=False)
     if not lock.acquire(blocking=False):
         log_event(log, "periodic_resync_skipped", reason="another resync holds the lock", full=full)

@@ -335,7 +335,8 @@ class PersistenceService:
 
     def removals(self, *, since: datetime | None = None, source_type: str | None = None) -> list[Removal]:
         """Logged removals, newest first (optionally only those at or after `since`, of one system)."""
-        query, args = "SELECT * FROM removals WHERE removed_ts >= ?", [since.timestamp() if since else 0.0]
+        query = "SELECT * FROM removals WHERE removed_ts >= ?"
+        args: list[Any] = [since.timestamp() if since else 0.0]
         if source_type is not None:
             query += " AND source = ?"
             args.append(source_type)
