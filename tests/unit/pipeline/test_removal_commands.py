@@ -16,9 +16,10 @@ from rq import Queue, SimpleWorker
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
-from service.runtime import Runtime, install_runtime
+from service.runtime import Runtime
 from tests.pipeline_support.configs import write_config
 from workers.cli import main
+from workers.jobs import job_class_for
 from workers.periodic import ensure_all_scheduled, housekeeping, periodic_resync_job
 
 
@@ -29,10 +30,11 @@ def run(config: Path, *args: str) -> tuple[int, str]:
 
 def drain(config: Path) -> Runtime:
     runtime = Runtime(load_config(config))
-    install_runtime(runtime, str(config))
-    SimpleWorker([Queue(q, connection=runtime.redis) for q in runtime.names.queues], connection=runtime.redis).work(
-        burst=True
-    )
+    SimpleWorker(
+        [Queue(q, connection=runtime.redis) for q in runtime.names.queues],
+        connection=runtime.redis,
+        job_class=job_class_for(runtime),
+    ).work(burst=True)
     return runtime
 
 
@@ -151,13 +153,13 @@ def test_periodic_full_resync_is_scheduled_guarded_and_fails_loudly(
     for ticket in ids[:30]:
         upstream.delete(ticket)
     with pytest.raises(RuntimeError, match="mass deletion refused"):
-        periodic_resync_job(full=True)
+        periodic_resync_job(full=True, runtime=runtime)
     assert stored_ids(config) == set(ids)
     upstream.create(TicketData(title="new"))
     for ticket in ids[30:33]:
         upstream.delete(ticket)
     assert run(config, "resync", "--full", "--allow-mass-delete")[0] == 0
-    result = periodic_resync_job(full=True)
+    result = periodic_resync_job(full=True, runtime=runtime)
     assert result["memory"]["mode"] == "full" and result["memory"]["listed"] == 8
 
 
