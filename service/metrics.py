@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from typing import Any
 
 from redis import Redis
@@ -26,6 +26,10 @@ from service.settings import Names
 
 log = logging.getLogger(__name__)
 SEPARATOR = "|"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def metric_field(name: str, *labels: str) -> str:
@@ -44,7 +48,7 @@ class Metrics:
         self.flush_interval = flush_interval
         self.pause_seconds = pause_seconds
         self._paused_until = 0.0
-        self._pending: Counter[str] = Counter()
+        self._pending: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
         # Held for a whole flush, so a reader that flushes first (GET /metrics) waits for a flush another
         # request thread has under way instead of reading Redis before those increments arrive.
@@ -85,7 +89,7 @@ class Metrics:
             return  # Redis is slow for the flush under way; ours stays buffered for the next try
         try:
             with self._lock:
-                pending, self._pending = self._pending, Counter()
+                pending, self._pending = self._pending, defaultdict(float)
             if not pending:
                 return
             try:
@@ -95,14 +99,15 @@ class Metrics:
                     pipe.execute()
             except RedisError as exc:
                 with self._lock:
-                    self._pending.update(pending)
+                    for field, amount in pending.items():
+                        self._pending[field] += amount
                 log.debug("metrics flush postponed: %s", exc)
         finally:
             self._flush_lock.release()
 
     def read(self) -> dict[tuple[str, ...], float]:
         raw = self.connection.hgetall(self.key)
-        return {tuple(field.decode().split(SEPARATOR)): float(value) for field, value in raw.items()}
+        return {tuple(_text(field).split(SEPARATOR)): float(value) for field, value in raw.items()}
 
     def _write(self, pipe: Any, field: str, amount: float) -> None:
         if float(amount).is_integer():
