@@ -18,7 +18,7 @@ import yaml
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from data_manager.collectors.tickets.errors import ConfigError
-from data_manager.collectors.tickets.integration import integration_class
+from data_manager.collectors.tickets.integration import IntegrationSettings, first_config_error, integration_class
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -92,7 +92,8 @@ class AppConfig:
     """The validated configuration the service runs with."""
 
     data_path: Path
-    sources: dict[str, dict[str, Any]]  # system -> validated mapping (enabled ones fully validated)
+    # name -> the system's validated settings dataclass when enabled; {"enabled": False} when not (not validated)
+    sources: dict[str, IntegrationSettings | dict[str, Any]]
     redis: dict[str, Any] = field(default_factory=dict)
     resync: dict[str, Any] = field(default_factory=dict)
     webhooks: dict[str, Any] = field(default_factory=dict)
@@ -125,21 +126,12 @@ def _as_mapping(value: Any, key_path: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _first_error(messages: Any, key_path: str) -> ConfigError:
-    """Flatten marshmallow's nested messages into one error that names the full key path."""
-    if isinstance(messages, Mapping):
-        key, inner = next(iter(messages.items()))
-        return _first_error(inner, f"{key_path}.{key}")
-    if isinstance(messages, list) and messages:
-        return ConfigError(str(messages[0]).rstrip("."), key_path)
-    return ConfigError(str(messages), key_path)
-
-
-def _load_schema(schema: Schema, raw: Mapping[str, Any], key_path: str) -> dict[str, Any]:
+def _load_schema(schema: Schema, raw: Mapping[str, Any], key_path: str) -> Any:
+    """What `schema` loads (a dict, or the settings dataclass its `post_load` builds); errors name the key path."""
     try:
-        return dict(schema.load(raw))
+        return schema.load(raw)
     except ValidationError as exc:
-        raise _first_error(exc.messages, key_path) from None
+        raise first_config_error(exc.messages, key_path) from None
 
 
 def _is_enabled(raw: Mapping[str, Any], key_path: str, env: Mapping[str, str]) -> bool:
@@ -161,7 +153,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
         raise ConfigError("must be a non-empty path", "data_manager.data_path")
     sources_raw = _as_mapping(_as_mapping(dm.get("sources"), "data_manager.sources").get("tickets"), SOURCES_PATH)
 
-    sources: dict[str, dict[str, Any]] = {}
+    sources: dict[str, IntegrationSettings | dict[str, Any]] = {}
     warnings: list[str] = []
     for system, system_raw in sources_raw.items():
         key_path = f"{SOURCES_PATH}.{system}"
@@ -176,20 +168,20 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
                 system_raw[key] = override
         resolved = substitute_env(system_raw, key_path, env)
         resolved["enabled"] = True
-        sources[system] = _load_schema(cls.config_schema(), resolved, key_path)
-        if not sources[system].get("webhook_secret") and not sources[system].get("webhook_unauthenticated"):
+        settings = sources[system] = _load_schema(cls.config_schema(), resolved, key_path)
+        if not settings.webhook_secret and not settings.webhook_unauthenticated:
             warnings.append(
                 f"{key_path}.webhook_secret is not set: webhooks for {system} will be rejected (401) "
                 f"until it is, or until webhook_unauthenticated: true says so on purpose"
             )
-        elif sources[system].get("webhook_unauthenticated") and not sources[system].get("webhook_secret"):
+        elif settings.webhook_unauthenticated and not settings.webhook_secret:
             warnings.append(f"{key_path}: webhooks are accepted WITHOUT authentication (webhook_unauthenticated: true)")
 
     def section(key: str, schema: Schema, overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
         """A top-level section: substituted, overridden from the environment, validated."""
         raw = substitute_env(_as_mapping(root.get(key), key), key, env)
         raw.update({field: value for field, value in (overrides or {}).items() if value})
-        return _load_schema(schema, raw, key)
+        return dict(_load_schema(schema, raw, key))
 
     return AppConfig(
         data_path=Path(data_path).expanduser(),

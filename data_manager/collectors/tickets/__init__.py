@@ -18,8 +18,6 @@ _LAZY = {
     "TicketManager": "data_manager.collectors.tickets.ticket_manager",
     "RedmineTickets": "data_manager.collectors.tickets.integrations.redmine",
     "JiraTickets": "data_manager.collectors.tickets.integrations.jira",
-    "BugzillaBackend": "data_manager.collectors.tickets.integrations.bugzilla",
-    "SalesforceBackend": "data_manager.collectors.tickets.integrations.salesforce",
     "InMemoryTickets": "data_manager.collectors.tickets.integrations.memory",
 }
 

@@ -99,7 +99,7 @@ def plan_resync(
     use_cursor: bool = True,
 ) -> ResyncPlan:
     """What to fetch (and, for a full resync, what may have to go)."""
-    system = integration.system
+    system = integration.name
     listed_at = datetime.now(UTC)
     previous = persistence.get_cursor(system)
     if full:
@@ -191,16 +191,16 @@ def resync_system(
     try:
         plan = plan_resync(integration, persistence, since=since, full=full, use_cursor=use_cursor)
     except Exception as exc:
-        log.error("resync %s: listing failed: %s", integration.system, exc)
+        log.error("resync %s: listing failed: %s", integration.name, exc)
         failed = ResyncSummary(
-            system=integration.system,
+            system=integration.name,
             mode="full" if full else "incremental",
             error=f"listing failed: {type(exc).__name__}: {exc}",
             duration_seconds=round(time.monotonic() - started, 3),
         )
-        persistence.record_resync(integration.system, failed.as_dict())
+        persistence.record_resync(integration.name, failed.as_dict())
         return failed
     progress = progress_factory(plan) if progress_factory else None
     summary = run_resync(integration, persistence, plan, concurrency=concurrency, progress=progress)
-    persistence.record_resync(integration.system, summary.as_dict())
+    persistence.record_resync(integration.name, summary.as_dict())
     return summary

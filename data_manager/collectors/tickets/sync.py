@@ -39,13 +39,13 @@ def sync_ticket(integration: TicketIntegration, persistence: PersistenceService,
         snapshot = integration.fetch(ticket_id)
     except TicketGone:
         return delete_ticket(integration, persistence, ticket_id)
-    resource = normalise(integration.system, snapshot)
+    resource = normalise(integration.name, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
 
 
 def delete_ticket(integration: TicketIntegration, persistence: PersistenceService, ticket_id: str) -> SyncOutcome:
     """Remove our copy of a ticket the system says is gone."""
-    removed = persistence.delete(integration.system, ticket_id)
+    removed = persistence.delete(integration.name, ticket_id)
     return SyncOutcome.DELETED if removed else SyncOutcome.ABSENT
 
 
@@ -65,10 +65,10 @@ def reconcile_unlisted(
         return delete_ticket(integration, persistence, ticket_id)
     long_unchanged = snapshot.updated_at is not None and snapshot.updated_at < unchanged_since
     if long_unchanged and integration.in_scope(ticket_id) is False:
-        persistence.delete(integration.system, ticket_id)
+        persistence.delete(integration.name, ticket_id)
         log.info(
-            "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id
+            "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.name, ticket_id
         )
         return SyncOutcome.OUT_OF_SCOPE
-    resource = normalise(integration.system, snapshot)
+    resource = normalise(integration.name, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]

@@ -51,7 +51,7 @@ class TicketManager:
                 continue
             key_path = f"data_manager.sources.tickets.{system}"
             try:
-                self.integrations[system] = integration_class(system, key_path).from_config(cfg)
+                self.integrations[system] = integration_class(system, key_path).from_config(cfg, name=system)
             except ConfigError:
                 raise
             except (TypeError, ValueError, KeyError) as exc:

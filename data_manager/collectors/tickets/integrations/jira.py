@@ -26,6 +26,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -35,6 +36,7 @@ from marshmallow import ValidationError, fields, pre_load, validate, validates_s
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
+    CredentialsRefused,
     PermanentError,
     TicketGone,
     TransientError,
@@ -45,6 +47,7 @@ from data_manager.collectors.tickets.http import ApiClient, NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -195,9 +198,29 @@ def _valid_timezone(name: str) -> None:
 
 
 # -- configuration ------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False, kw_only=True)
+class JiraSettings(IntegrationSettings):
+    """Validated `data_manager.sources.tickets.<name>` of a Jira instance."""
+
+    base_url: str | None = None
+    deployment: str = "cloud"
+    username: str | None = None
+    api_token: str | None = None
+    jql_query: str | None = None
+    project_key: str | None = None
+    issue_type: str = "Task"
+    include_restricted_comments: bool = False
+    jql_timezone: str = "UTC"
+    page_size: int = 100
+    custom_fields: tuple[str, ...] | list[str] = ()
+
+
 class JiraConfigSchema(IntegrationConfigSchema):
     """`data_manager.sources.tickets.jira`."""
 
+    settings_class = JiraSettings
+
+    base_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
     deployment = fields.String(load_default="cloud", validate=validate.OneOf(DEPLOYMENTS))
     username = fields.String(load_default=None, allow_none=True)  # Cloud: the account's email; unused on DC (PAT)
     api_token = fields.String(load_default=None, allow_none=True)  # Cloud: API token; DC: personal access token
@@ -234,7 +257,7 @@ class JiraConfigSchema(IntegrationConfigSchema):
 
 
 # -- the integration -------------------------------------------------------------------------------------
-class JiraTickets(TicketIntegration):
+class JiraTickets(TicketIntegration, system="jira"):
     """Jira as a ticket source (fetch, list, webhooks) and as a `TicketBackend` (create, read, update, comment).
 
     `assignee` / `requester` in writes are an accountId on Cloud and a user name on Data Center
@@ -242,8 +265,9 @@ class JiraTickets(TicketIntegration):
     user; `Comment.author` and `Comment.at` are not sent (Jira sets both).
     """
 
-    system: ClassVar[str] = "jira"
     config_schema = JiraConfigSchema
+    # An issue key (PROJ-7) or, as some webhooks and links carry, the numeric issue id.
+    ticket_id_pattern = re.compile(r"[A-Z][A-Z0-9_]+-[0-9]+|[0-9]+")
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
 
     def __init__(
@@ -285,6 +309,8 @@ class JiraTickets(TicketIntegration):
             raise ConfigError(f"unknown time zone {jql_timezone!r}", "jira.jql_timezone") from None
         self.deployment = deployment
         self.base_url = str(base_url).rstrip("/")
+        self.username = username
+        self.api_token = api_token
         self.jql_query = jql_query
         self.project_key = project_key
         self.issue_type = issue_type
@@ -309,23 +335,23 @@ class JiraTickets(TicketIntegration):
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> JiraTickets:
+    def from_settings(cls, settings: JiraSettings, *, name: str) -> JiraTickets:
         integration = cls(
-            config.get("base_url") or "",
-            config.get("username"),
-            config.get("api_token") or "",
-            config.get("jql_query") or "",
-            deployment=config.get("deployment", "cloud"),
-            project_key=config.get("project_key"),
-            issue_type=config.get("issue_type") or "Task",
-            include_restricted_comments=bool(config.get("include_restricted_comments", False)),
-            jql_timezone=config.get("jql_timezone") or "UTC",
-            page_size=int(config.get("page_size", 100)),
-            custom_fields=config.get("custom_fields") or (),
-            timeout=float(config.get("timeout_seconds", 30.0)),
-            max_retries=int(config.get("max_retries", 4)),
+            settings.base_url or "",
+            settings.username,
+            settings.api_token or "",
+            settings.jql_query or "",
+            deployment=settings.deployment,
+            project_key=settings.project_key,
+            issue_type=settings.issue_type or "Task",
+            include_restricted_comments=settings.include_restricted_comments,
+            jql_timezone=settings.jql_timezone or "UTC",
+            page_size=settings.page_size,
+            custom_fields=settings.custom_fields or (),
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
         )
-        integration.apply_common_config(config)
+        integration.apply_settings(settings, name=name)
         return integration
 
     # -- HTTP plumbing ------------------------------------------------------------------------------------
@@ -371,6 +397,21 @@ class JiraTickets(TicketIntegration):
         except NotFoundError:
             raise TicketGone(key, "Jira") from None
         return self._snapshot(issue, comments)
+
+    def verify_credentials(self) -> None:
+        """`GET /myself`: Jira serves a refused token as the anonymous user; only this call answers 401."""
+        try:
+            me = self._call("GET", self._path("myself"))
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                raise CredentialsRefused(
+                    f"Jira at {self.base_url} refused the credentials ({exc.status} from /myself): check "
+                    f"{'username and api_token (API tokens expire)' if self.is_cloud else 'the personal access token'}",
+                    status=401,
+                ) from None
+            raise
+        if not isinstance(me, Mapping) or not (me.get("accountId") or me.get("name") or me.get("key")):
+            raise CredentialsRefused(f"Jira at {self.base_url} answered /myself without a user: credentials refused")
 
     def _fetch_comments(self, key: str) -> list[dict[str, Any]]:
         """Every comment, oldest first, paging until `startAt + len(comments) >= total`."""
@@ -733,7 +774,9 @@ class JiraTickets(TicketIntegration):
         self.client.close()
 
     def __repr__(self) -> str:
-        return f"<JiraTickets system='jira' deployment={self.deployment!r} base_url={self.base_url!r}>"
+        return (
+            f"<JiraTickets system='jira' name={self.name!r} deployment={self.deployment!r} base_url={self.base_url!r}>"
+        )
 
 
-__all__ = ["JiraConfigSchema", "JiraTickets", "changed_jql", "map_status", "strip_order_by"]
+__all__ = ["JiraConfigSchema", "JiraSettings", "JiraTickets", "changed_jql", "map_status", "strip_order_by"]

@@ -9,12 +9,14 @@ by name within the process, so the config names which one (`store: default`); wi
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from marshmallow import fields
 
@@ -28,6 +30,7 @@ from data_manager.collectors.tickets.errors import (
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -68,28 +71,35 @@ def reset_stores() -> None:
         _stores.clear()
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class InMemorySettings(IntegrationSettings):
+    store: str = "default"
+    store_path: str | None = None
+
+
 class InMemoryConfigSchema(IntegrationConfigSchema):
+    settings_class = InMemorySettings
+
     store = fields.String(load_default="default")
     # A JSON file holding the tickets, shared across processes and restarts (instead of `store`).
     store_path = fields.String(load_default=None, allow_none=True)
 
 
-class InMemoryTickets(TicketIntegration):
+class InMemoryTickets(TicketIntegration, system="memory"):
     """An integration over an `InMemoryBackend`; also a `TicketBackend` for the `Ticket` facade."""
 
-    system: ClassVar[str] = "memory"
     config_schema = InMemoryConfigSchema
+    ticket_id_pattern = re.compile(r"T[0-9]+")
 
     def __init__(self, backend: InMemoryBackend | None = None, *, webhook_secret: str | None = None) -> None:
         self.backend = backend if backend is not None else InMemoryBackend()
         self.webhook_secret = webhook_secret
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> InMemoryTickets:
-        store_path = config.get("store_path")
-        backend = file_store(store_path) if store_path else named_store(config.get("store", "default"))
+    def from_settings(cls, settings: InMemorySettings, *, name: str) -> InMemoryTickets:
+        backend = file_store(settings.store_path) if settings.store_path else named_store(settings.store)
         integration = cls(backend)
-        integration.apply_common_config(config)
+        integration.apply_settings(settings, name=name)
         return integration
 
     # -- TicketIntegration -----------------------------------------------------------------------
@@ -118,6 +128,9 @@ class InMemoryTickets(TicketIntegration):
     def iter_changed(self, since: datetime | None) -> Iterator[TicketRef]:
         for ticket_id, updated_at in self.backend.ids_changed_since(since):
             yield TicketRef(ticket_id, updated_at)
+
+    def verify_credentials(self) -> None:
+        """In-process tickets need no credentials."""
 
     def verify_webhook(self, request: WebhookRequest, secret: str) -> None:
         verify_hmac_signature(request.headers.get(SIGNATURE_HEADER), request.body, secret, header_name=SIGNATURE_HEADER)

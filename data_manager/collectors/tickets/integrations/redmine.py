@@ -49,6 +49,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
@@ -58,6 +59,7 @@ from marshmallow import ValidationError, fields, validate
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
+    CredentialsRefused,
     PermanentError,
     TicketGone,
     UnknownFieldError,
@@ -68,6 +70,7 @@ from data_manager.collectors.tickets.http import ApiClient, NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -211,8 +214,25 @@ class _StatusField(fields.Field):
             raise ValidationError(str(exc)) from None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RedmineSettings(IntegrationSettings):
+    """Validated `data_manager.sources.tickets.<name>` of a Redmine instance."""
+
+    base_url: str
+    api_key: str
+    project_id: str | None = None
+    include_subprojects: bool = True
+    include_private_notes: bool = False
+    tracker: str | None = None
+    status_map: Mapping[str, Status] = field(default_factory=dict)
+    impersonate_authors: bool = False
+    communication_field: str | None = None
+
+
 class RedmineConfigSchema(IntegrationConfigSchema):
     """`data_manager.sources.tickets.redmine`."""
+
+    settings_class = RedmineSettings
 
     base_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
     api_key = fields.String(required=True, validate=validate.Length(min=1))
@@ -254,11 +274,11 @@ class _Cached:
             self._values.pop(key, None)
 
 
-class RedmineTickets(TicketIntegration):
+class RedmineTickets(TicketIntegration, system="redmine"):
     """Redmine through its REST API, as a `TicketIntegration` and as a `TicketBackend`."""
 
-    system: ClassVar[str] = "redmine"
     config_schema = RedmineConfigSchema
+    ticket_id_pattern = re.compile(r"[0-9]+")
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_key", "webhook_secret"})
 
     def __init__(
@@ -289,6 +309,7 @@ class RedmineTickets(TicketIntegration):
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", "page_size")
         self.base_url = str(base_url).rstrip("/")
+        self.api_key = str(api_key).strip()
         self.project_id = str(project_id).strip() if project_id not in (None, "") else None
         if self.project_id is not None and not _PROJECT_IDENTIFIER.match(self.project_id):
             raise ConfigError(f"{self.project_id!r} is not a Redmine project identifier or id", "project_id")
@@ -313,29 +334,21 @@ class RedmineTickets(TicketIntegration):
         self._cache = _Cached()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RedmineTickets:
-        try:
-            loaded = RedmineConfigSchema().load(dict(config))
-        except ValidationError as exc:
-            key, messages = next(iter(exc.messages.items())) if isinstance(exc.messages, dict) else ("", exc.messages)
-            message = messages[0] if isinstance(messages, list) and messages else messages
-            raise ConfigError(
-                str(message).rstrip("."), f"data_manager.sources.tickets.redmine.{key}".rstrip(".")
-            ) from None
+    def from_settings(cls, settings: RedmineSettings, *, name: str) -> RedmineTickets:
         integration = cls(
-            loaded["base_url"],
-            loaded["api_key"],
-            loaded.get("project_id"),
-            include_subprojects=loaded["include_subprojects"],
-            include_private_notes=loaded["include_private_notes"],
-            timeout=loaded["timeout_seconds"],
-            max_retries=loaded["max_retries"],
-            tracker=loaded.get("tracker"),
-            status_map=loaded.get("status_map") or {},
-            impersonate_authors=loaded["impersonate_authors"],
-            communication_field=loaded.get("communication_field"),
+            settings.base_url,
+            settings.api_key,
+            settings.project_id,
+            include_subprojects=settings.include_subprojects,
+            include_private_notes=settings.include_private_notes,
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
+            tracker=settings.tracker,
+            status_map=settings.status_map,
+            impersonate_authors=settings.impersonate_authors,
+            communication_field=settings.communication_field,
         )
-        integration.apply_common_config(loaded)
+        integration.apply_settings(settings, name=name)
         return integration
 
     def __repr__(self) -> str:  # never the API key
@@ -457,9 +470,10 @@ class RedmineTickets(TicketIntegration):
                 return dict((self.client.get_json("users/current.json") or {}).get("user") or {})
             except PermanentError as exc:
                 if exc.status in (401, 403):
-                    raise PermanentError(
-                        f"Redmine at {self.base_url} did not accept the API key ({exc.status}): check api_key, "
-                        f"that the user is active, and that the REST API is enabled (Administration > Settings > API)",
+                    raise CredentialsRefused(
+                        f"Redmine at {self.base_url} refused the credentials: it did not accept the API key "
+                        f"({exc.status}); check api_key, that the user is active, and that the REST API is "
+                        f"enabled (Administration > Settings > API)",
                         status=exc.status,
                     ) from None
                 raise
@@ -467,6 +481,10 @@ class RedmineTickets(TicketIntegration):
         if fresh:
             self._cache.forget("whoami")
         return self._cache.get("whoami", load)
+
+    def verify_credentials(self) -> None:
+        """`/users/current.json`: Redmine serves a refused key as the anonymous user, and only this says 401."""
+        self.whoami(fresh=True)
 
     # -- scope -----------------------------------------------------------------------------------
     def _in_scope(self, issue: Mapping[str, Any]) -> bool:
