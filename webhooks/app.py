@@ -25,13 +25,13 @@ from data_manager.collectors.tickets.errors import WebhookError
 from data_manager.collectors.tickets.integration import TicketEvent, TicketIntegration, WebhookRequest
 from data_manager.collectors.tickets.ticket_manager import TicketManager
 from data_manager.config import AppConfig, config_path, load_config
+from service.coalesce import Coalescer
+from service.connection import redis_client
+from service.logs import log_event
+from service.metrics import Metrics
+from service.settings import PipelineSettings
 from webhooks import metrics as prometheus
 from webhooks.schemas import AcceptedSchema, ErrorSchema, EventSchema, HealthSchema
-from workers.coalesce import Coalescer
-from workers.connection import redis_client
-from workers.logs import log_event
-from workers.metrics import Metrics
-from workers.settings import PipelineSettings
 
 log = logging.getLogger("tickets.webhooks")
 UNKNOWN_SYSTEM_LABEL = "_unknown"  # never a label from the URL: that would let anyone create series
