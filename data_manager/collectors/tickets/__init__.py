@@ -18,6 +18,7 @@ _LAZY = {
     "TicketManager": "data_manager.collectors.tickets.ticket_manager",
     "RedmineTickets": "data_manager.collectors.tickets.integrations.redmine",
     "JiraTickets": "data_manager.collectors.tickets.integrations.jira",
+    "BugzillaBackend": "data_manager.collectors.tickets.integrations.bugzilla",
     "InMemoryTickets": "data_manager.collectors.tickets.integrations.memory",
 }
 

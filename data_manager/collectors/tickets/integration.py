@@ -122,6 +122,8 @@ def json_object(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C scanner recurses once per nesting level
+        raise WebhookPayloadError("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise WebhookPayloadError("body must be a JSON object")
     return payload

@@ -265,9 +265,9 @@ class JiraTickets(TicketIntegration, system="jira"):
     user; `Comment.author` and `Comment.at` are not sent (Jira sets both).
     """
 
+    # An issue key (PROJ-7) or an issue's numeric id.
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}|[0-9]{1,18}")
     config_schema = JiraConfigSchema
-    # An issue key (PROJ-7) or, as some webhooks and links carry, the numeric issue id.
-    ticket_id_pattern = re.compile(r"[A-Z][A-Z0-9_]+-[0-9]+|[0-9]+")
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
 
     def __init__(
@@ -310,7 +310,7 @@ class JiraTickets(TicketIntegration, system="jira"):
         self.deployment = deployment
         self.base_url = str(base_url).rstrip("/")
         self.username = username
-        self.api_token = api_token
+        self.api_token = api_token  # the seed's attribute; never in repr, logs or errors
         self.jql_query = jql_query
         self.project_key = project_key
         self.issue_type = issue_type

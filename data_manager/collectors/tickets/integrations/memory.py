@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import fields
 
@@ -88,8 +88,8 @@ class InMemoryConfigSchema(IntegrationConfigSchema):
 class InMemoryTickets(TicketIntegration, system="memory"):
     """An integration over an `InMemoryBackend`; also a `TicketBackend` for the `Ticket` facade."""
 
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"T[0-9]{1,18}")
     config_schema = InMemoryConfigSchema
-    ticket_id_pattern = re.compile(r"T[0-9]+")
 
     def __init__(self, backend: InMemoryBackend | None = None, *, webhook_secret: str | None = None) -> None:
         self.backend = backend if backend is not None else InMemoryBackend()
@@ -142,7 +142,7 @@ class InMemoryTickets(TicketIntegration, system="memory"):
         if not isinstance(ticket_id, str) or not ticket_id.strip():
             raise WebhookPayloadError("'ticket_id' must be a non-empty string")
         action = payload.get("action", "updated")
-        if action not in _ACTIONS:
+        if not isinstance(action, str) or action not in _ACTIONS:
             return []  # an event kind we do not act on: acknowledged, ignored
         delivery = payload.get("delivery_id")
         return [TicketEvent(ticket_id.strip(), _ACTIONS[action], str(delivery) if delivery is not None else None)]

@@ -125,7 +125,12 @@ def parse_issue_id(ticket_id: Any, what: str = "Redmine ticket id") -> int:
         raise InvalidTicketId(f"{what} must be a positive integer, not {ticket_id!r}")
     if isinstance(ticket_id, int):
         number = ticket_id
-    elif isinstance(ticket_id, str) and ticket_id.strip().isascii() and ticket_id.strip().isdigit():
+    elif (
+        isinstance(ticket_id, str)
+        and ticket_id.strip().isascii()
+        and ticket_id.strip().isdigit()
+        and len(ticket_id.strip()) <= 18  # int() refuses huge digit strings with a ValueError
+    ):
         number = int(ticket_id.strip())
     else:
         raise InvalidTicketId(f"{what} must be a positive integer, not {ticket_id!r}")
@@ -277,8 +282,8 @@ class _Cached:
 class RedmineTickets(TicketIntegration, system="redmine"):
     """Redmine through its REST API, as a `TicketIntegration` and as a `TicketBackend`."""
 
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[1-9][0-9]{0,17}")
     config_schema = RedmineConfigSchema
-    ticket_id_pattern = re.compile(r"[0-9]+")
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_key", "webhook_secret"})
 
     def __init__(
@@ -309,7 +314,7 @@ class RedmineTickets(TicketIntegration, system="redmine"):
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", "page_size")
         self.base_url = str(base_url).rstrip("/")
-        self.api_key = str(api_key).strip()
+        self.api_key = str(api_key).strip()  # the seed's attribute; never in repr, logs or errors
         self.project_id = str(project_id).strip() if project_id not in (None, "") else None
         if self.project_id is not None and not _PROJECT_IDENTIFIER.match(self.project_id):
             raise ConfigError(f"{self.project_id!r} is not a Redmine project identifier or id", "project_id")
