@@ -182,7 +182,7 @@ class IntegrationSettings(Mapping[str, Any]):
 
     @classmethod
     def _keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclass_fields(cls))  # type: ignore[arg-type]
+        return tuple(f.name for f in dataclass_fields(cls))
 
 
 class IntegrationConfigSchema(Schema):
@@ -207,7 +207,7 @@ class IntegrationConfigSchema(Schema):
 
     @post_load
     def _make_settings(self, data: dict[str, Any], **kwargs: Any) -> IntegrationSettings:
-        known = {f.name for f in dataclass_fields(self.settings_class)}  # type: ignore[arg-type]
+        known = {f.name for f in dataclass_fields(self.settings_class)}
         return self.settings_class(**{key: value for key, value in data.items() if key in known})
 
 
