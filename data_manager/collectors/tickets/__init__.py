@@ -19,6 +19,7 @@ _LAZY = {
     "RedmineTickets": "data_manager.collectors.tickets.integrations.redmine",
     "JiraTickets": "data_manager.collectors.tickets.integrations.jira",
     "BugzillaBackend": "data_manager.collectors.tickets.integrations.bugzilla",
+    "SalesforceBackend": "data_manager.collectors.tickets.integrations.salesforce",
     "InMemoryTickets": "data_manager.collectors.tickets.integrations.memory",
 }
 
