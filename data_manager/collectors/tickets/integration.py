@@ -283,6 +283,10 @@ class TicketIntegration(abc.ABC):
     def name(self, value: str) -> None:
         self._name = value
 
+    def config_key(self, key: str) -> str:
+        """The key path of one of this instance's settings, as every config error names it."""
+        return f"{SOURCES_PATH}.{self.name}.{key}"
+
     @classmethod
     @abc.abstractmethod
     def from_settings(cls, settings: Any, *, name: str) -> Self:
@@ -448,7 +452,10 @@ def integration_class(system: str, key_path: str = "") -> type[TicketIntegration
     """
     if system not in known_systems():
         raise ConfigError(f"unknown ticket system {system!r} (known: {', '.join(known_systems())})", key_path)
-    module = importlib.import_module(f"{_INTEGRATIONS_PACKAGE}.{system}")
+    try:
+        module = importlib.import_module(f"{_INTEGRATIONS_PACKAGE}.{system}")
+    except Exception as exc:  # whatever one system's import raises is that system's error, reported for it alone
+        raise ConfigError(f"the {system} integration cannot be loaded: {type(exc).__name__}: {exc}", key_path) from exc
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, TicketIntegration) and value.__dict__.get("system") == system:
             return value

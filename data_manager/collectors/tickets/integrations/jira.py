@@ -302,22 +302,24 @@ class JiraTickets(TicketIntegration, system="jira"):
     ) -> None:
         deployment = _DEPLOYMENT_ALIASES.get(str(deployment).strip().lower(), str(deployment).strip().lower())
         if deployment not in DEPLOYMENTS:
-            raise ConfigError(f"must be one of {', '.join(DEPLOYMENTS)}, not {deployment!r}", "jira.deployment")
+            raise ConfigError(
+                f"must be one of {', '.join(DEPLOYMENTS)}, not {deployment!r}", self.config_key("deployment")
+            )
         if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise ConfigError("must be an http(s) URL", "jira.base_url")
+            raise ConfigError("must be an http(s) URL", self.config_key("base_url"))
         if not api_token:
-            raise ConfigError("is required", "jira.api_token")
+            raise ConfigError("is required", self.config_key("api_token"))
         if deployment == "cloud" and not username:
-            raise ConfigError("is required for Jira Cloud (the account's email address)", "jira.username")
+            raise ConfigError("is required for Jira Cloud (the account's email address)", self.config_key("username"))
         if not strip_order_by(jql_query or ""):
             raise ConfigError(
                 "is required: a JQL restriction such as 'project = PROJ' (Cloud refuses unbounded searches)",
-                "jira.jql_query",
+                self.config_key("jql_query"),
             )
         try:
             self.zone = ZoneInfo(jql_timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"unknown time zone {jql_timezone!r}", "jira.jql_timezone") from None
+            raise ConfigError(f"unknown time zone {jql_timezone!r}", self.config_key("jql_timezone")) from None
         self.deployment = deployment
         self.base_url = str(base_url).rstrip("/")
         self.username = username
@@ -682,7 +684,9 @@ class JiraTickets(TicketIntegration, system="jira"):
         match = _JIRA_PROJECT_ONLY.match(strip_order_by(self.jql_query))
         if match:
             return match.group(1).upper()
-        raise ConfigError("is required to create issues (jql_query does not name a single project)", "jira.project_key")
+        raise ConfigError(
+            "is required to create issues (jql_query does not name a single project)", self.config_key("project_key")
+        )
 
     def read(self, ticket_id: str) -> tuple[TicketData, list[Comment]]:
         snapshot = self.fetch(ticket_id)

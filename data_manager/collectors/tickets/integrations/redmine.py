@@ -306,18 +306,20 @@ class RedmineTickets(TicketIntegration, system="redmine"):
     ) -> None:
         parts = urlsplit(str(base_url or ""))
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"base_url must be an http(s) URL, not {base_url!r}", "base_url")
+            raise ConfigError(f"base_url must be an http(s) URL, not {base_url!r}", self.config_key("base_url"))
         if parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigError("base_url must not carry credentials, a query or a fragment", "base_url")
+            raise ConfigError("base_url must not carry credentials, a query or a fragment", self.config_key("base_url"))
         if not api_key or not str(api_key).strip():
-            raise ConfigError("api_key is required", "api_key")
+            raise ConfigError("api_key is required", self.config_key("api_key"))
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", "page_size")
+            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", self.config_key("page_size"))
         self.base_url = str(base_url).rstrip("/")
         self.api_key = str(api_key).strip()  # the seed's attribute; never in repr, logs or errors
         self.project_id = str(project_id).strip() if project_id not in (None, "") else None
         if self.project_id is not None and not _PROJECT_IDENTIFIER.match(self.project_id):
-            raise ConfigError(f"{self.project_id!r} is not a Redmine project identifier or id", "project_id")
+            raise ConfigError(
+                f"{self.project_id!r} is not a Redmine project identifier or id", self.config_key("project_id")
+            )
         self.include_subprojects = include_subprojects
         self.include_private_notes = include_private_notes
         self.tracker = str(tracker).strip() if tracker not in (None, "") else None
@@ -564,7 +566,7 @@ class RedmineTickets(TicketIntegration, system="redmine"):
     # -- writing (TicketBackend) -----------------------------------------------------------------
     def create(self, data: TicketData) -> str:
         if self.project_id is None:
-            raise ConfigError("creating a Redmine ticket needs project_id in the redmine config", "project_id")
+            raise ConfigError("creating a Redmine ticket needs project_id in its config", self.config_key("project_id"))
         issue: dict[str, Any] = {"project_id": self.project_id, "subject": data.title, "description": data.description}
         if self.tracker is not None:
             issue["tracker_id"] = self._tracker_id(self.tracker)
@@ -695,7 +697,7 @@ class RedmineTickets(TicketIntegration, system="redmine"):
             if str(item.get("name", "")).casefold() == tracker.casefold():
                 return int(item["id"])
         names = ", ".join(str(t.get("name")) for t in trackers)
-        raise ConfigError(f"Redmine has no tracker named {tracker!r} (trackers: {names})", "tracker")
+        raise ConfigError(f"Redmine has no tracker named {tracker!r} (trackers: {names})", self.config_key("tracker"))
 
     def _principal_id(self, who: Any, project: str) -> int:
         """A user or group id from an id, a project member's name, or (admin keys) a login / full name."""

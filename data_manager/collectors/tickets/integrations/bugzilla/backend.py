@@ -51,7 +51,6 @@ from data_manager.collectors.tickets.model import Comment, Status, TicketData, p
 
 log = logging.getLogger(__name__)
 
-KEY_PATH = "data_manager.sources.tickets.bugzilla"
 _WRITABLE = frozenset({"title", "assignee", "status", "custom_fields"})
 _NOT_WRITABLE = {
     "description": "Bugzilla cannot change a bug's description (comment 0 is immutable upstream); add a comment",
@@ -156,15 +155,15 @@ class BugzillaBackend(TicketIntegration, system="bugzilla"):
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise ConfigError("must be an http(s) URL", f"{KEY_PATH}.base_url")
+            raise ConfigError("must be an http(s) URL", self.config_key("base_url"))
         if not api_key:
-            raise ConfigError("is required", f"{KEY_PATH}.api_key")
+            raise ConfigError("is required", self.config_key("api_key"))
         if api_key_in not in API_KEY_PLACES:
-            raise ConfigError(f"must be one of {', '.join(API_KEY_PLACES)}", f"{KEY_PATH}.api_key_in")
+            raise ConfigError(f"must be one of {', '.join(API_KEY_PLACES)}", self.config_key("api_key_in"))
         try:
             self.status_table = mapping.status_table(status_map)
         except ValueError as exc:
-            raise ConfigError(str(exc), f"{KEY_PATH}.status_map") from None
+            raise ConfigError(str(exc), self.config_key("status_map")) from None
         self.base_url = str(base_url).rstrip("/")
         self.api_key = api_key  # the seed's attribute; never shown by repr
         self.products = tuple(products)
@@ -323,7 +322,7 @@ class BugzillaBackend(TicketIntegration, system="bugzilla"):
             raise UnknownFieldError(f"communication: {_NOT_WRITABLE['communication']}")
         for name in ("product", "component"):
             if not getattr(self, name):
-                raise ConfigError("is required to create bugs", f"{KEY_PATH}.{name}")
+                raise ConfigError("is required to create bugs", self.config_key(name))
         custom = self._custom(data.custom_fields)
         status = self._choose_status(None, data.status)
         body: dict[str, Any] = {
