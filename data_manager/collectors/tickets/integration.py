@@ -168,6 +168,7 @@ class IntegrationSettings(Mapping[str, Any]):
     max_retries: int = 4
     resync_concurrency: int = 4
     resync_overlap_seconds: int = 300
+    credential_proof_seconds: float = 60.0  # how long a successful credential check is trusted (credentials.py)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._keys():
@@ -204,6 +205,8 @@ class IntegrationConfigSchema(Schema):
     max_retries = fields.Integer(load_default=4, validate=validate.Range(min=0, max=20))
     resync_concurrency = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
     resync_overlap_seconds = fields.Integer(load_default=300, validate=validate.Range(min=0, max=86400))
+    # How long a successful credential check is trusted (see credentials.py); 0 = check every time.
+    credential_proof_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=3600))
 
     @post_load
     def _make_settings(self, data: dict[str, Any], **kwargs: Any) -> IntegrationSettings:
@@ -253,6 +256,7 @@ class TicketIntegration(abc.ABC):
     webhook_unauthenticated: bool = False
     resync_concurrency: int = 4
     resync_overlap_seconds: int = 300
+    credential_proof_seconds: float = 60.0
     _name: str | None = None
 
     def __init_subclass__(cls, system: str | None = None, **kwargs: Any) -> None:
@@ -311,6 +315,7 @@ class TicketIntegration(abc.ABC):
         self.webhook_unauthenticated = bool(settings.webhook_unauthenticated)
         self.resync_concurrency = int(settings.resync_concurrency)
         self.resync_overlap_seconds = int(settings.resync_overlap_seconds)
+        self.credential_proof_seconds = float(settings.credential_proof_seconds)
 
     # -- reading ---------------------------------------------------------------------------------
     @abc.abstractmethod
