@@ -22,8 +22,6 @@ OWN_PACKAGES = ("data_manager", "service", "webhooks", "workers")
 # Function-level imports of our own modules that are there on purpose, not to dodge a cycle.
 LAZY_ON_PURPOSE = {
     "webhooks/gunicorn_conf.py": "gunicorn reads this file as its config; the hook installs the error pages per worker",
-    # Until the seam's CredentialsRefused and WebhookReply are on main; then these become top-level imports.
-    "data_manager/collectors/tickets/integrations/salesforce/backend.py": "waits for the integration seam",
 }
 PIPELINE = ("service", "webhooks", "workers", "rq", "flask")
 ABOVE_GROUND = (
