@@ -48,7 +48,7 @@ def run_worker(
     logging_level: str = "INFO",
 ) -> bool:
     install_runtime(runtime, config_path)
-    runtime.manager  # build integrations once, before the first fork  # noqa: B018
+    runtime.prepare_for_jobs()  # once, before the first fork
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
 

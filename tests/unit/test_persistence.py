@@ -218,3 +218,30 @@ def test_a_forked_child_opens_its_own_catalog_connection(store: PersistenceServi
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get("jira", "PROJ-7").content == "child"
+
+
+def test_unchanged_and_stale_are_decided_without_the_write_lock_or_yaml(
+    store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from data_manager.collectors import persistence as persistence_module
+
+    store.upsert(resource("new", T0 + timedelta(minutes=5)))
+    monkeypatch.setattr(persistence_module, "render_metadata", lambda _: pytest.fail("rendered YAML"))
+    blocker = sqlite3.connect(store.catalog.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process's write transaction, held throughout
+    try:
+        outcomes: list[UpsertOutcome] = []
+        worker = threading.Thread(
+            target=lambda: outcomes.extend(
+                [store.upsert(resource("new", T0 + timedelta(minutes=5))), store.upsert(resource("old", T0))]
+            )
+        )
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "an unchanged or stale upsert waited for the write lock"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert outcomes == [UpsertOutcome.UNCHANGED, UpsertOutcome.STALE]
