@@ -7,7 +7,7 @@ Costs stay flat however many processes come and go (RQ forks a work horse per jo
 leaves with `os._exit`, so its connection is never closed):
 
 - the schema runs once per database (`PRAGMA user_version`), not once per connection;
-- a commit that leaves the WAL above `wal_limit_bytes` checkpoints it with TRUNCATE. Without this,
+- a commit that leaves the WAL above `wal_limit_bytes` (1 MiB) checkpoints it with TRUNCATE. Without this,
   a process that is the first to open the database rebuilds the WAL index from the whole WAL and
   cannot reset it, so the WAL (and every later first open) grows by one job's pages per job;
 - `journal_size_limit` trims the WAL file whenever SQLite itself resets it.
@@ -47,7 +47,7 @@ _SCHEMA = (
 )""",
 )
 
-WAL_LIMIT_BYTES = 4 * 1024 * 1024  # checkpoint (TRUNCATE) after a commit that leaves the WAL larger
+WAL_LIMIT_BYTES = 1024 * 1024  # checkpoint (TRUNCATE) after a commit that leaves the WAL larger
 CHECKPOINT_BUSY_MS = 250  # a checkpoint that would wait longer for other writers is left to the next commit
 
 # Connections inherited across a fork belong to the parent: never close (or let the garbage collector

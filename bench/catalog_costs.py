@@ -1,0 +1,168 @@
+"""The embedded store's costs as ratios measured in one run (issue #16).
+
+    .venv/bin/python -m bench.catalog_costs [--jobs 5000] [--tickets 200] [--issues 200] [--latency-ms 20]
+
+1. Per-job catalog cost under a forking worker: like RQ's work horse, each job is a fresh fork of a
+   parent that holds the runtime, does one `upsert` (its first catalog use opens the process's own
+   connection, so a WAL recovery would show here) and leaves with `os._exit`. Two parents: one that
+   keeps the catalog open (`tickets worker` does, see `Runtime.prepare_for_jobs`) and one that holds
+   nothing (any other forking worker). The figure is the median upsert time around job 100 against
+   the median over the last 100 jobs (goal: <= 1.1); the WAL's size at the end is shown beside it.
+   Files are not fsynced here (`--fsync` to include them): their cost is per job and constant, and on
+   a shared disk it only adds noise.
+2. Resync time of `--issues` Jira issues (the real client, the real resync, a real data directory)
+   against a fake Jira in another process that answers every request after `--latency-ms`, at
+   concurrency 1 and 8 (goal: >= 4x faster at 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets import TicketResource
+from data_manager.collectors.tickets.integrations.jira import JiraTickets
+from data_manager.collectors.tickets.resync import plan_resync, run_resync
+from tests.fakes.jira_server import DEFAULT_TOKEN, DEFAULT_USERNAME
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def forked_upsert(store: PersistenceService, n: int, tickets: int) -> float:
+    """One job in a fresh fork: seconds its upsert took (connection open included)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 1
+        try:
+            resource = TicketResource(ticket_id=str(n % tickets), content=f"job {n}\n" * 40, source_type="bench")
+            started = time.perf_counter()
+            store.upsert(resource)
+            os.write(write, struct.pack("d", time.perf_counter() - started))
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    data = os.read(read, 8)
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or len(data) != 8:
+        raise RuntimeError(f"job {n} failed")
+    return struct.unpack("d", data)[0]
+
+
+def per_job_cost(jobs: int, tickets: int, *, parent_holds: bool, fsync: bool) -> tuple[float, float, int]:
+    """(median ms around job 100, median ms of the last 100 jobs, WAL bytes at the end)."""
+    with tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp:
+        store = PersistenceService(Path(tmp) / "data", fsync=fsync)
+        if not parent_holds:
+            store.close()  # the parent keeps no connection: every job process is the first opener
+        times = [forked_upsert(store, n, tickets) for n in range(jobs)]
+        wal = store.catalog.wal_size()
+    early = statistics.median(times[50:150]) * 1000
+    late = statistics.median(times[-100:]) * 1000
+    return early, late, wal
+
+
+def start_slow_jira(issues: int, latency_ms: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.slow_jira", "--issues", str(issues), "--latency-ms", str(latency_ms)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("JIRA_URL="):
+        proc.kill()
+        raise RuntimeError(f"slow Jira did not start: {line!r}")
+    return proc, line.partition("=")[2]
+
+
+def resync_seconds(url: str, concurrency: int) -> tuple[float, int]:
+    """A full resync into a fresh data directory: (seconds, tickets written)."""
+    with tempfile.TemporaryDirectory(prefix="bench-resync-") as tmp:
+        store = PersistenceService(Path(tmp) / "data")
+        jira = JiraTickets(url, DEFAULT_USERNAME, DEFAULT_TOKEN, "project = PROJ", deployment="cloud")
+        started = time.perf_counter()
+        plan = plan_resync(jira, store, full=True)
+        summary = run_resync(jira, store, plan, concurrency=concurrency)
+        elapsed = time.perf_counter() - started
+        if summary.failed:
+            raise RuntimeError(f"resync failed: {summary.failures[:3]}")
+        return elapsed, summary.written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--tickets", type=int, default=200, help="distinct tickets the jobs write")
+    parser.add_argument("--fsync", action="store_true", help="fsync the files in the per-job figure too")
+    parser.add_argument("--issues", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--skip-jobs", action="store_true")
+    parser.add_argument("--skip-resync", action="store_true")
+    args = parser.parse_args(argv)
+    if args.jobs < 250:
+        parser.error("--jobs must be at least 250 (job 100 and the last 100 jobs are compared)")
+
+    rows: list[tuple[str, str, str, str]] = []
+    if not args.skip_jobs:
+        for holds, label in ((True, "worker holds the catalog"), (False, "no process holds it")):
+            started = time.perf_counter()
+            early, late, wal = per_job_cost(args.jobs, args.tickets, parent_holds=holds, fsync=args.fsync)
+            print(
+                f"per-job upsert, {label}: job ~100 {early:.2f} ms, last 100 {late:.2f} ms, "
+                f"WAL {wal / 1024:.0f} KiB ({time.perf_counter() - started:.0f}s)",
+                flush=True,
+            )
+            rows.append(
+                (
+                    f"catalog cost per job, job {args.jobs} / job 100 ({label})",
+                    f"{late / early:.2f}",
+                    "<= 1.1",
+                    f"WAL {wal / 1024:.0f} KiB",
+                )
+            )
+    if not args.skip_resync:
+        proc, url = start_slow_jira(args.issues, args.latency_ms)
+        try:
+            measured = {}
+            for concurrency in (1, 8):
+                seconds, written = resync_seconds(url, concurrency)
+                measured[concurrency] = seconds
+                print(
+                    f"full resync of {written} issues at {args.latency_ms:.0f} ms/request, concurrency {concurrency}: {seconds:.2f}s",
+                    flush=True,
+                )
+            rows.append(
+                (
+                    f"resync at {args.latency_ms:.0f} ms/request, concurrency 1 / 8 (time)",
+                    f"{measured[1] / measured[8]:.2f}x",
+                    ">= 4x",
+                    f"{measured[1]:.1f}s vs {measured[8]:.1f}s",
+                )
+            )
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    print()
+    print(f"| {'figure':<62} | {'ratio':>6} | {'goal':>6} | {'detail':<20} |")
+    print(f"|{'-' * 64}|{'-' * 8}|{'-' * 8}|{'-' * 22}|")
+    for figure, ratio, goal, detail in rows:
+        print(f"| {figure:<62} | {ratio:>6} | {goal:>6} | {detail:<20} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
