@@ -4,8 +4,9 @@ Per request, in this order: unknown or disabled system (404), body too large (41
 type (415), authentication by the system's integration (401), parsing and validation (400), then
 one coalesced job per ticket (202 with the job ids). An authenticated event kind we do not act on
 is acknowledged with 200 so the sender does not retry it. Nothing is queued for a refused request.
-If Redis does not answer, the answer is 503 (bounded: well under two seconds), never a 202 without
-a queued job.
+If Redis does not answer, the answer is 503 with Retry-After, never a 202 without a queued job:
+every Redis call a request makes shares one deadline (`REDIS_BUDGET_SECONDS`), so however many
+round trips a request needs, it answers within two seconds of any Redis trouble.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from gunicorn.http.errors import ParseException
 from marshmallow import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
@@ -25,15 +27,19 @@ from data_manager.collectors.tickets.errors import WebhookError
 from data_manager.collectors.tickets.integration import TicketEvent, TicketIntegration, WebhookRequest
 from data_manager.collectors.tickets.ticket_manager import TicketManager
 from data_manager.config import AppConfig, config_path, load_config
+from service.coalesce import Coalescer
+from service.connection import redis_client
+from service.deadline import end_deadline, start_deadline
+from service.logs import log_event
+from service.metrics import Metrics
+from service.settings import PipelineSettings
 from webhooks import metrics as prometheus
+from webhooks.openapi import openapi_document
 from webhooks.schemas import AcceptedSchema, ErrorSchema, EventSchema, HealthSchema
-from workers.coalesce import Coalescer
-from workers.connection import redis_client
-from workers.logs import log_event
-from workers.metrics import Metrics
-from workers.settings import PipelineSettings
 
 log = logging.getLogger("tickets.webhooks")
+REDIS_BUDGET_SECONDS = 1.5  # all Redis calls of one request together; the answer must come within 2 s
+RETRY_AFTER_SECONDS = 5
 UNKNOWN_SYSTEM_LABEL = "_unknown"  # never a label from the URL: that would let anyone create series
 
 _accepted = AcceptedSchema()
@@ -78,9 +84,11 @@ def accepts_content_type(integration: TicketIntegration, mimetype: str) -> bool:
     return "application/json" in allowed and mimetype.startswith("application/") and mimetype.endswith("+json")
 
 
-def validate_events(events: list[TicketEvent]) -> list[TicketEvent]:
-    """Refuse events an integration should never have produced; keep one per ticket, in order."""
+def validate_events(integration: TicketIntegration, events: list[TicketEvent]) -> list[TicketEvent]:
+    """Refuse events an integration should never have produced, and ids that break the system's own
+    rule (`ticket_id_pattern`); keep one per ticket, in order."""
     seen: dict[str, TicketEvent] = {}
+    pattern = integration.ticket_id_pattern
     for index, event in enumerate(events):
         if not isinstance(event, TicketEvent):
             raise WebhookValidationError(f"event {index} is not a TicketEvent", {})
@@ -94,6 +102,11 @@ def validate_events(events: list[TicketEvent]) -> list[TicketEvent]:
             )
         except ValidationError as exc:
             raise WebhookValidationError(f"event {index} is invalid", {str(index): exc.messages}) from None
+        if not pattern.fullmatch(event.ticket_id):
+            raise WebhookValidationError(
+                f"event {index}: {event.ticket_id[:80]!r} is not a {integration.system} ticket id",
+                {str(index): {"ticket_id": [f"must match {pattern.pattern}"]}},
+            )
         seen.setdefault(event.ticket_id, event)
     return list(seen.values())
 
@@ -126,6 +139,18 @@ def read_body(limit: int) -> bytes:
 bp = Blueprint("webhooks", __name__)
 
 
+@bp.before_app_request
+def _start_redis_deadline() -> None:
+    g.redis_deadline = start_deadline(REDIS_BUDGET_SECONDS)
+
+
+@bp.teardown_app_request
+def _end_redis_deadline(_exc: BaseException | None) -> None:
+    token = g.pop("redis_deadline", None)
+    if token is not None:
+        end_deadline(token)
+
+
 @bp.post("/webhooks/<system>")
 def receive(system: str) -> Response | tuple[Response, int]:
     service = _service()
@@ -151,11 +176,13 @@ def receive(system: str) -> Response | tuple[Response, int]:
         body = read_body(limit)
     except RequestEntityTooLarge:  # no Content-Length (chunked): the limit is enforced while reading
         return reject(system, 413, "too_large", f"the body is larger than {limit} bytes")
+    except (OSError, ParseException) as exc:  # gunicorn's body reader: broken chunked encoding, body cut short
+        return reject(system, 400, "malformed_body", f"the request body could not be read: {type(exc).__name__}")
 
     webhook = WebhookRequest(body=body, headers=dict(request.headers), query=request.args.to_dict())
     try:
         integration.authenticate_webhook(webhook)
-        events = validate_events(integration.parse_webhook(webhook))
+        events = validate_events(integration, integration.parse_webhook(webhook))
     except WebhookError as exc:
         return reject(system, exc.http_status, exc.reason, exc.message)
     except WebhookValidationError as exc:
@@ -222,15 +249,25 @@ def metrics() -> Response:
     return Response(payload, mimetype="text/plain; version=0.0.4; charset=utf-8")
 
 
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    integrations = _service().integrations
+    return jsonify(openapi_document(integrations, {name: i.webhook_content_types for name, i in integrations.items()}))
+
+
 def _redis_unavailable(exc: RedisError) -> Response:
     log_event(log, "redis_unavailable", logging.ERROR, path=request.path, error=type(exc).__name__)
     response = error_response(503, "queue_unavailable", "the job queue (Redis) is not reachable; retry later")
-    response.headers["Retry-After"] = "5"
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
 def _http_error(exc: HTTPException) -> Response:
-    return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+    response = error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+    for name, value in exc.get_headers():  # e.g. 405's Allow (RFC 9110); our body sets its own type
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def create_app(config: AppConfig | str | os.PathLike[str] | None = None, *, redis: Redis | None = None) -> Flask:

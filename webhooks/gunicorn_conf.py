@@ -26,3 +26,10 @@ control_socket = os.environ.get("WEB_CONTROL_SOCKET") or None
 control_socket_disable = not control_socket
 if control_socket is None:
     del control_socket
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Gunicorn's own 4xx answers (bad request line, headers too large, ...) in our JSON error shape."""
+    from webhooks.gunicorn_errors import install
+
+    install()

@@ -9,8 +9,8 @@ from prometheus_client.exposition import generate_latest
 from redis import Redis
 from rq import Queue, Worker
 
-from workers.metrics import Metrics
-from workers.settings import Names
+from service.metrics import Metrics
+from service.settings import Names
 
 # counter name in Redis -> (Prometheus name, help, label names)
 COUNTERS = {

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from data_manager.collectors.tickets.integration import EventAction
 
 _NO_CONTROL_CHARS = validate.Regexp(r"^[^\x00-\x1f\x7f]+$", error="must not contain control characters")
 
 
+def _encodable(value: str) -> None:
+    """A JSON string may hold lone surrogates (`"\\ud800"`); no key, file name or log line can."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("must be valid Unicode (no lone surrogates)") from None
+
+
 class EventSchema(Schema):
     """A `TicketEvent` as an integration produced it: a bug there must not reach the queue."""
 
-    ticket_id = fields.String(required=True, validate=[validate.Length(min=1, max=512), _NO_CONTROL_CHARS])
+    ticket_id = fields.String(required=True, validate=[validate.Length(min=1, max=512), _NO_CONTROL_CHARS, _encodable])
     action = fields.String(required=True, validate=validate.OneOf([a.value for a in EventAction]))
-    delivery_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=512))
+    delivery_id = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=512), _encodable])
 
 
 class JobSchema(Schema):

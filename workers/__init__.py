@@ -1,1 +1,1 @@
-"""The queue side of the pipeline: coalesced per-ticket jobs on Redis, RQ workers, and the `tickets` CLI."""
+"""The queue side of the pipeline: RQ workers, recovery of abandoned jobs, bulk resync, and the `tickets` CLI."""

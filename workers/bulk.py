@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import Any
 
 from data_manager.collectors.tickets.resync import ResyncPlan, plan_resync, run_resync
-from workers.coalesce import Submission
-from workers.logs import log_event
-from workers.runtime import Runtime
+from service.coalesce import Submission
+from service.logs import log_event
+from service.runtime import Runtime
 
 log = logging.getLogger("tickets.resync")
 

@@ -20,8 +20,8 @@ from redis.exceptions import RedisError
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.config import AppConfig, config_path, load_config
-from workers.connection import redacted_url, redis_client
-from workers.logs import configure_logging
+from service.connection import redacted_url, redis_client
+from service.logs import configure_logging
 
 
 @dataclass
@@ -42,7 +42,7 @@ class CliState:
     @property
     def runtime(self) -> Any:
         if self._runtime is None:
-            from workers.runtime import Runtime
+            from service.runtime import Runtime
 
             try:
                 self._runtime = Runtime(self.config)
@@ -383,7 +383,7 @@ def check_config(state: CliState) -> None:
     except ConfigError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(1)
-    from workers.settings import PipelineSettings
+    from service.settings import PipelineSettings
 
     settings = PipelineSettings.from_config(config)
     click.echo(f"data_path: {config.data_path}")

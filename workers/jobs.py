@@ -14,9 +14,9 @@ from rq import get_current_job
 from rq.job import Retry
 
 from data_manager.collectors.tickets.sync import sync_ticket
-from workers.logs import log_event
-from workers.retry import rq_retry_interval
-from workers.runtime import current_runtime
+from service.logs import log_event
+from service.retry import rq_retry_interval
+from service.runtime import current_runtime
 
 log = logging.getLogger("tickets.jobs")
 

@@ -13,9 +13,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from data_manager.collectors.persistence import PersistenceService
-from workers.coalesce import JOB_FUNCTION, Coalescer
+from service.coalesce import JOB_FUNCTION, Coalescer
+from service.settings import Names
 from workers.recovery import worker_is_dead
-from workers.settings import Names
 
 
 @dataclass

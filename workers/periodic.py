@@ -17,9 +17,9 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
-from workers.logs import log_event
-from workers.runtime import current_runtime
-from workers.settings import Names
+from service.logs import log_event
+from service.runtime import current_runtime
+from service.settings import Names
 
 log = logging.getLogger("tickets.periodic")
 PERIODIC_FUNCTION = "workers.periodic.periodic_resync_job"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from data_manager.collectors.tickets.resync import ResyncPlan
-from workers.logs import log_event
+from service.logs import log_event
 
 log = logging.getLogger("tickets.resync")
 Progress = Callable[[str, Any], None]

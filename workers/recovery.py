@@ -31,9 +31,9 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.worker_registration import unregister
 
-from workers.coalesce import JOB_FUNCTION, Coalescer
-from workers.logs import log_event
-from workers.settings import Names
+from service.coalesce import JOB_FUNCTION, Coalescer
+from service.logs import log_event
+from service.settings import Names
 
 log = logging.getLogger("tickets.recovery")
 INFO_TTL_SECONDS = 7 * 24 * 3600

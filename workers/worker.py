@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from rq import Queue, SimpleWorker, Worker
 
-from workers.connection import redis_client
-from workers.logs import log_event
+from service.coalesce import Coalescer
+from service.connection import redis_client
+from service.logs import log_event
+from service.runtime import Runtime, install_runtime
 from workers.periodic import ensure_scheduled
 from workers.recovery import Lease, recover_abandoned
-from workers.runtime import Runtime, install_runtime
 
 log = logging.getLogger("tickets.worker")
 
@@ -56,8 +57,6 @@ def run_worker(
         return redis_client(settings.redis_url, socket_timeout=max(settings.socket_timeout, 5.0))
 
     maintenance = maintenance_client()
-    from workers.coalesce import Coalescer
-
     coalescer = Coalescer(maintenance, names, job_timeout=settings.job_timeout_seconds)
 
     def tick() -> None:

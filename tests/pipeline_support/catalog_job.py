@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from data_manager.collectors.tickets import TicketResource
-from workers.runtime import current_runtime
+from service.runtime import current_runtime
 
 WAL_SIZES_KEY = "test:wal-sizes"
 

@@ -17,10 +17,10 @@ import redis
 import requests
 
 from data_manager.collectors.tickets.ticket_resource import resource_hash
+from service.coalesce import ticket_key
+from service.settings import Names
 from tests.pipeline_support.configs import write_config
 from tests.pipeline_support.processes import Process, cli, start_web, start_worker, wait_for
-from workers.coalesce import ticket_key
-from workers.settings import Names
 
 WEBHOOK_BODY_LIMIT = 1 << 20  # real payloads (a Jira issue with its fields) are far over the memory tests' 4 KiB
 

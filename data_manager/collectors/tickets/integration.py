@@ -13,6 +13,7 @@ import hmac
 import importlib
 import json
 import pkgutil
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,6 +99,8 @@ def json_object(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookPayloadError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # json's C scanner recurses once per nesting level
+        raise WebhookPayloadError("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise WebhookPayloadError("body must be a JSON object")
     return payload
@@ -148,6 +151,9 @@ class TicketIntegration(abc.ABC):
     secret_keys: ClassVar[frozenset[str]] = frozenset({"webhook_secret"})
     # Media types this system's webhooks arrive as (JSON unless a system sends e.g. SOAP/XML).
     webhook_content_types: ClassVar[tuple[str, ...]] = ("application/json",)
+    # The system's own rule for a ticket id (fullmatch). A webhook event whose id breaks it is refused
+    # (400) before anything is queued. Every system sets its own; this default only bounds the shape.
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
 
     webhook_secret: str | None = None
     webhook_unauthenticated: bool = False

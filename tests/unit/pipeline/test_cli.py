@@ -13,9 +13,9 @@ from rq import Queue, SimpleWorker
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
+from service.runtime import Runtime, install_runtime
 from tests.pipeline_support.configs import write_config
 from workers.cli import main
-from workers.runtime import Runtime, install_runtime
 
 
 def run(config: Path, *args: str) -> tuple[int, str]:

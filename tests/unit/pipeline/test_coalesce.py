@@ -10,8 +10,8 @@ import redis
 from rq import Queue
 from rq.job import Job, validate_job_id
 
-from workers.coalesce import Coalescer, Submission, decode_ticket_key, new_job_id, ticket_key
-from workers.settings import Names
+from service.coalesce import Coalescer, Submission, decode_ticket_key, new_job_id, ticket_key
+from service.settings import Names
 
 NAMES = Names("tickets")
 

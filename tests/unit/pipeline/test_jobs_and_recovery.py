@@ -20,11 +20,11 @@ from rq.registry import StartedJobRegistry
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
+from service.runtime import Runtime, install_runtime
 from tests.pipeline_support.configs import write_config
 from workers import ops
 from workers.periodic import ensure_scheduled, periodic_resync_job
 from workers.recovery import host_identity, recover_abandoned
-from workers.runtime import Runtime, install_runtime
 
 
 @pytest.fixture

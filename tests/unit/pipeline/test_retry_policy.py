@@ -13,7 +13,7 @@ from rq.timeouts import JobTimeoutException
 
 from data_manager.collectors.tickets.errors import ConfigError, PermanentError, TransientError
 from data_manager.collectors.tickets.http import NotFoundError
-from workers.retry import UNKNOWN_ERROR_ATTEMPTS, ErrorKind, RetryPolicy, classify, rq_retry_interval
+from service.retry import UNKNOWN_ERROR_ATTEMPTS, ErrorKind, RetryPolicy, classify, rq_retry_interval
 
 POLICY = RetryPolicy(max_attempts=5, base_seconds=2.0, max_seconds=60.0)
 

@@ -12,10 +12,10 @@ import redis
 from flask.testing import FlaskClient
 
 from data_manager.config import load_config
+from service.connection import redis_client
 from tests.pipeline_support.configs import write_config
 from tests.pipeline_support.signing import signed
 from webhooks import create_app
-from workers.connection import redis_client
 
 
 @pytest.fixture

@@ -243,6 +243,8 @@ class JiraTickets(TicketIntegration):
     """
 
     system: ClassVar[str] = "jira"
+    # An issue key (PROJ-7) or an issue's numeric id.
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}|[0-9]{1,18}")
     config_schema = JiraConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
 

@@ -9,6 +9,7 @@ by name within the process, so the config names which one (`store: default`); wi
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -78,6 +79,7 @@ class InMemoryTickets(TicketIntegration):
     """An integration over an `InMemoryBackend`; also a `TicketBackend` for the `Ticket` facade."""
 
     system: ClassVar[str] = "memory"
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"T[0-9]{1,18}")
     config_schema = InMemoryConfigSchema
 
     def __init__(self, backend: InMemoryBackend | None = None, *, webhook_secret: str | None = None) -> None:
@@ -129,7 +131,7 @@ class InMemoryTickets(TicketIntegration):
         if not isinstance(ticket_id, str) or not ticket_id.strip():
             raise WebhookPayloadError("'ticket_id' must be a non-empty string")
         action = payload.get("action", "updated")
-        if action not in _ACTIONS:
+        if not isinstance(action, str) or action not in _ACTIONS:
             return []  # an event kind we do not act on: acknowledged, ignored
         delivery = payload.get("delivery_id")
         return [TicketEvent(ticket_id.strip(), _ACTIONS[action], str(delivery) if delivery is not None else None)]

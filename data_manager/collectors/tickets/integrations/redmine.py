@@ -122,7 +122,12 @@ def parse_issue_id(ticket_id: Any, what: str = "Redmine ticket id") -> int:
         raise InvalidTicketId(f"{what} must be a positive integer, not {ticket_id!r}")
     if isinstance(ticket_id, int):
         number = ticket_id
-    elif isinstance(ticket_id, str) and ticket_id.strip().isascii() and ticket_id.strip().isdigit():
+    elif (
+        isinstance(ticket_id, str)
+        and ticket_id.strip().isascii()
+        and ticket_id.strip().isdigit()
+        and len(ticket_id.strip()) <= 18  # int() refuses huge digit strings with a ValueError
+    ):
         number = int(ticket_id.strip())
     else:
         raise InvalidTicketId(f"{what} must be a positive integer, not {ticket_id!r}")
@@ -258,6 +263,7 @@ class RedmineTickets(TicketIntegration):
     """Redmine through its REST API, as a `TicketIntegration` and as a `TicketBackend`."""
 
     system: ClassVar[str] = "redmine"
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[1-9][0-9]{0,17}")
     config_schema = RedmineConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_key", "webhook_secret"})
 

@@ -7,6 +7,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from service.deadline import DeadlineConnection
+
 try:  # redis-py 7+: without this, every new connection reads the package's metadata from disk (10-25 ms),
     # which a forking worker pays in every job process.
     from redis.driver_info import DriverInfo
@@ -23,7 +25,8 @@ def redis_client(
 
     Only refused/reset connections are retried (once, after 50 ms, to ride out a restart blip);
     timeouts are not, so one stalled command costs at most `socket_timeout`. RQ raises the socket
-    timeout of a worker's own connection above its blocking-dequeue timeout by itself.
+    timeout of a worker's own connection above its blocking-dequeue timeout by itself. Inside
+    `service.deadline.redis_deadline`, all calls together end by that one deadline.
     """
     return Redis.from_url(
         url,
@@ -32,6 +35,7 @@ def redis_client(
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries, supported_errors=(RedisConnectionError,)),
         retry_on_timeout=False,
         health_check_interval=30,
+        **({"connection_class": DeadlineConnection} if url.startswith("redis://") else {}),
         **_DRIVER,  # type: ignore[arg-type]
     )
 

@@ -28,8 +28,8 @@ from redis.exceptions import WatchError
 from rq import Queue
 from rq.job import Job
 
-from workers.metrics import Metrics
-from workers.settings import Names
+from service.metrics import Metrics
+from service.settings import Names
 
 JOB_FUNCTION = "workers.jobs.sync_ticket_job"
 LIVE_JOB_STATUSES = frozenset({b"queued", b"scheduled", b"started", b"deferred"})

@@ -19,11 +19,11 @@ from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.ticket_manager import TicketManager
 from data_manager.config import AppConfig, load_config
-from workers.coalesce import Coalescer
-from workers.connection import redis_client
-from workers.metrics import Metrics
-from workers.retry import RetryPolicy
-from workers.settings import Names, PipelineSettings
+from service.coalesce import Coalescer
+from service.connection import redis_client
+from service.metrics import Metrics
+from service.retry import RetryPolicy
+from service.settings import Names, PipelineSettings
 
 
 class Runtime:

@@ -21,7 +21,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from workers.settings import Names
+from service.settings import Names
 
 log = logging.getLogger(__name__)
 SEPARATOR = "|"
