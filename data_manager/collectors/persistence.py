@@ -220,11 +220,14 @@ class PersistenceService:
             settled = self._settled(hash_, row, snapshot)
             if settled is not None:
                 return settled
+            meta_text = render_metadata(metadata)
+            if row is not None and self._legacy_unchanged(hash_, row, snapshot, meta_text):
+                return UpsertOutcome.UNCHANGED
             staged = _Staged([(stage(content_path, content, fsync=self.fsync), content_path)])
             try:
                 if metadata is not None:
                     meta_path = self.metadata_path(hash_)
-                    staged.renames.append((stage(meta_path, render_metadata(metadata), fsync=self.fsync), meta_path))
+                    staged.renames.append((stage(meta_path, meta_text, fsync=self.fsync), meta_path))
                 with self.catalog.write() as conn:
                     row = conn.execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
                     settled = self._settled(hash_, row, snapshot)
@@ -284,6 +287,22 @@ class PersistenceService:
         ):
             return UpsertOutcome.UNCHANGED
         return None
+
+    def _legacy_unchanged(self, hash_: str, row: sqlite3.Row, snapshot: _Snapshot, meta_text: str) -> bool:
+        """An entry from before canonical digests (its metadata digest is of the YAML) for identical files.
+
+        Its digest is brought up to date once, so an upgrade does not rewrite every stored ticket.
+        """
+        if row["content_digest"] != snapshot.content_digest or row["metadata_digest"] != _digest(meta_text):
+            return False
+        if not self.content_path(hash_).exists() or (snapshot.has_metadata and not self.metadata_path(hash_).exists()):
+            return False
+        with self.catalog.write() as conn:
+            conn.execute(
+                "UPDATE tickets SET metadata_digest = ? WHERE hash = ? AND metadata_digest = ?",
+                (snapshot.metadata_digest, hash_, row["metadata_digest"]),
+            )
+        return True
 
     def reconcile(self, hash_: str) -> bool:
         """Make a catalog entry agree with its files after a crash mid-write; True when the entry changed.

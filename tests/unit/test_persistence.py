@@ -245,3 +245,22 @@ def test_unchanged_and_stale_are_decided_without_the_write_lock_or_yaml(
         blocker.execute("ROLLBACK")
         blocker.close()
     assert outcomes == [UpsertOutcome.UNCHANGED, UpsertOutcome.STALE]
+
+
+def test_an_entry_with_a_yaml_digest_from_before_canonical_digests_is_updated_without_rewriting(
+    store: PersistenceService,
+) -> None:
+    import hashlib
+
+    from data_manager.collectors.persistence import metadata_yaml
+
+    store.upsert(resource())
+    legacy = hashlib.sha256(metadata_yaml(resource()).encode()).hexdigest()
+    with store.catalog.write() as conn:
+        conn.execute("UPDATE tickets SET metadata_digest = ?", (legacy,))
+    path = store.content_path("jira_PROJ-7")
+    before = (path.stat().st_ino, store.metadata_path("jira_PROJ-7").stat().st_ino)
+    assert store.upsert(resource()) is UpsertOutcome.UNCHANGED
+    assert (path.stat().st_ino, store.metadata_path("jira_PROJ-7").stat().st_ino) == before
+    assert store.get("jira", "PROJ-7").entry.metadata_digest != legacy
+    assert store.upsert(resource(project="changed")) is UpsertOutcome.WRITTEN
