@@ -76,6 +76,8 @@ class Catalog:
         self.busy_timeout = busy_timeout
         self.wal_limit_bytes = wal_limit_bytes
         self._local = threading.local()
+        self._writers = threading.RLock()
+        self._writers_pid = os.getpid()
         self._connection()
 
     def _connection(self) -> sqlite3.Connection:
@@ -97,17 +99,27 @@ class Catalog:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """An exclusive write transaction: no other process writes until it ends. Keep it short."""
+        """An exclusive write transaction: no other process writes until it ends. Keep it short.
+
+        Threads of one process queue on a mutex first: SQLite's busy handler would make each of them
+        sleep in growing steps (up to 100 ms) while another thread holds the lock for a millisecond.
+        """
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-        self._bound_wal()
+        with self._process_writers():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+            self._bound_wal()
+
+    def _process_writers(self) -> contextlib.AbstractContextManager[bool]:
+        if self._writers_pid != os.getpid():  # forked: the parent's mutex may have been held by another thread
+            self._writers, self._writers_pid = threading.RLock(), os.getpid()
+        return self._writers
 
     def read(self) -> sqlite3.Connection:
         return self._connection()
