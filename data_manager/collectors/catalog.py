@@ -78,6 +78,7 @@ class Catalog:
         self._local = threading.local()
         self._writers = threading.RLock()
         self._writers_pid = os.getpid()
+        self._next_checkpoint_bytes = 0
         self._connection()
 
     def _connection(self) -> sqlite3.Connection:
@@ -147,8 +148,12 @@ class Catalog:
         return not busy
 
     def _bound_wal(self) -> None:
-        if self.wal_size() > self.wal_limit_bytes:
-            self.checkpoint()
+        """Checkpoint when the WAL is over its limit; after a checkpoint a long reader kept from finishing,
+        wait for another limit's worth of growth, so commits do not each pay the checkpoint's wait."""
+        size = self.wal_size()
+        if size > max(self.wal_limit_bytes, self._next_checkpoint_bytes):
+            finished = self.checkpoint()
+            self._next_checkpoint_bytes = 0 if finished else size + self.wal_limit_bytes
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -75,3 +75,24 @@ def test_checkpoint_truncates_the_wal(tmp_path: Path) -> None:
     assert store.catalog.checkpoint() is True
     assert store.catalog.wal_size() == 0
     assert store.count() == 20
+
+
+def test_a_checkpoint_kept_from_finishing_by_a_long_reader_is_not_retried_on_every_commit(tmp_path: Path) -> None:
+    store = PersistenceService(tmp_path / "data", fsync=False)
+    store.catalog.wal_limit_bytes = 64 * 1024
+    attempts: list[bool] = []
+    real_checkpoint = store.catalog.checkpoint
+    store.catalog.checkpoint = lambda: attempts.append(real_checkpoint()) or attempts[-1]  # type: ignore[method-assign]
+    reader = sqlite3.connect(store.catalog.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM tickets").fetchone()  # a long read: holds its snapshot
+    n = 0
+    while store.catalog.wal_size() < 3 * 64 * 1024:
+        store.upsert(TicketResource(ticket_id=str(n), content="x" * 3000, source_type="m"))
+        n += 1
+    # One failed attempt per limit's worth of growth, not one per commit (each waits for the reader).
+    assert attempts and not any(attempts) and len(attempts) <= 3, (attempts, n)
+    reader.execute("COMMIT")
+    reader.close()
+    store.upsert(TicketResource(ticket_id="last", content="y", source_type="m"))
+    assert attempts[-1] is True and store.catalog.wal_size() == 0
