@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -16,6 +18,21 @@ try:  # redis-py 7+: without this, every new connection reads the package's meta
     _DRIVER: dict[str, object] = {"driver_info": DriverInfo()}
 except ImportError:  # older redis-py computes its version once, at import
     _DRIVER = {}
+
+
+class Role(str, Enum):
+    """Who a process is; decides how long its Redis commands may wait (the one timeout policy)."""
+
+    WEB = "web"  # answers HTTP: a stalled Redis must turn into a 503 within two seconds
+    WORKER = "worker"  # RQ workers, jobs and their maintenance: RQ's own commands need a longer wait
+    CLI = "cli"  # `tickets` commands: they run the same RQ operations as the workers
+    PROBE = "probe"  # a reachability check (`tickets check-config`): answer quickly
+
+    def socket_timeout(self, configured: float) -> float:
+        """`redis.socket_timeout` as this role may use it."""
+        if self in (Role.WEB, Role.PROBE):
+            return min(configured, 1.0)
+        return max(configured, 5.0)
 
 
 def redis_client(
@@ -36,7 +53,7 @@ def redis_client(
         retry_on_timeout=False,
         health_check_interval=30,
         **({"connection_class": DeadlineConnection} if url.startswith("redis://") else {}),
-        **_DRIVER,  # type: ignore[arg-type]
+        **_DRIVER,
     )
 
 

@@ -1,4 +1,8 @@
-"""What a process needs to run jobs: config, integrations, persistence, Redis, built once per process.
+"""The composition root: everything a process of the pipeline needs, built from config in one place.
+
+The web app, the worker and the `tickets` command each build one `Runtime` with their `Role`; it
+makes the Redis clients (one timeout policy, see `service.connection.Role`), the metrics, the
+coalescer, persistence, the retry policy and the integrations. Nothing else builds them.
 
 RQ forks a work horse per job. Everything here is built once, in the worker before its first fork, and
 inherited by every horse: config, integrations, the Redis client and the persistence service. No
@@ -16,24 +20,30 @@ from pathlib import Path
 from redis import Redis
 
 from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.ticket_manager import TicketManager
-from data_manager.config import AppConfig, load_config
+from data_manager.config import AppConfig, config_path, load_config
 from service.coalesce import Coalescer
-from service.connection import redis_client
+from service.connection import Role, redis_client
 from service.metrics import Metrics
 from service.retry import RetryPolicy
 from service.settings import Names, PipelineSettings
 
+WEB_METRICS_FLUSH_SECONDS = 1.0  # web processes buffer counters: a webhook costs no extra Redis round trip
+
 
 class Runtime:
-    def __init__(self, config: AppConfig) -> None:
+    def __init__(self, config: AppConfig, *, role: Role = Role.WORKER, redis: Redis | None = None) -> None:
+        """`redis`: a client to use instead of building one (tests point the web app at a dead Redis)."""
         self.config = config
+        self.role = role
         self.settings = PipelineSettings.from_config(config)
         self.names: Names = self.settings.names
         self.policy = RetryPolicy(
             self.settings.max_attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
         )
+        self._given_redis = redis
         self._manager: TicketManager | None = None
         self._lock = threading.Lock()
         self._redis: Redis | None = None
@@ -41,9 +51,11 @@ class Runtime:
         self._coalescer: Coalescer | None = None
 
     @classmethod
-    def load(cls, config_path: str | os.PathLike[str] | None = None) -> Runtime:
-        return cls(load_config(config_path))
+    def load(cls, path: str | os.PathLike[str] | None = None, *, role: Role = Role.WORKER) -> Runtime:
+        """From the config file at `path` (default: `TICKETS_CONFIG`, else ./config.yaml)."""
+        return cls(load_config(config_path(path)), role=role)
 
+    # -- integrations --------------------------------------------------------------------------------
     @property
     def manager(self) -> TicketManager:
         with self._lock:
@@ -52,20 +64,24 @@ class Runtime:
             return self._manager
 
     def integration(self, system: str) -> TicketIntegration:
-        from data_manager.collectors.tickets.errors import ConfigError
-
         try:
             return self.manager.integration(system)
         except KeyError as exc:
             raise ConfigError(str(exc.args[0]), f"data_manager.sources.tickets.{system}") from None
 
+    # -- Redis and what runs on it -------------------------------------------------------------------
+    def connect(self) -> Redis:
+        """A new Redis client with this role's timeouts (RQ workers and maintenance threads need their own)."""
+        return redis_client(
+            self.settings.redis_url, socket_timeout=self.role.socket_timeout(self.settings.socket_timeout)
+        )
+
     @property
     def redis(self) -> Redis:
+        """Built once; forked processes share the client object, and redis-py gives each its own connections."""
         with self._lock:
             if self._redis is None:
-                self._redis = redis_client(
-                    self.settings.redis_url, socket_timeout=max(self.settings.socket_timeout, 5.0)
-                )
+                self._redis = self._given_redis if self._given_redis is not None else self.connect()
             return self._redis
 
     @property
@@ -80,8 +96,14 @@ class Runtime:
         redis = self.redis
         with self._lock:
             if self._coalescer is None:
-                self._coalescer = Coalescer(redis, self.names, job_timeout=self.settings.job_timeout_seconds)
+                self._coalescer = self.coalescer_on(redis)
             return self._coalescer
+
+    def coalescer_on(self, connection: Redis) -> Coalescer:
+        """A coalescer on its own connection (the worker's maintenance thread)."""
+        flush = WEB_METRICS_FLUSH_SECONDS if self.role is Role.WEB else None
+        metrics = Metrics(connection, self.names, flush_interval=flush)
+        return Coalescer(connection, self.names, job_timeout=self.settings.job_timeout_seconds, metrics=metrics)
 
     @property
     def metrics(self) -> Metrics:
@@ -92,24 +114,3 @@ class Runtime:
         self.manager  # noqa: B018 - integrations, before the first fork
         self.coalescer  # noqa: B018 - the Redis client and scripts; connections open lazily per process
         self.persistence  # noqa: B018 - opens the catalog and keeps it open for the worker's lifetime
-
-
-_current: dict[str, Runtime] = {}
-_current_lock = threading.Lock()
-
-
-def current_runtime() -> Runtime:
-    """The runtime for this process's config (`TICKETS_CONFIG`, else ./config.yaml), loaded once."""
-    path = os.environ.get("TICKETS_CONFIG") or "config.yaml"
-    with _current_lock:
-        runtime = _current.get(path)
-        if runtime is None:
-            runtime = _current[path] = Runtime.load(path)
-        return runtime
-
-
-def install_runtime(runtime: Runtime, config_path: str) -> None:
-    """Make `runtime` the one jobs in this process (and its forks) use for `config_path`."""
-    os.environ["TICKETS_CONFIG"] = config_path
-    with _current_lock:
-        _current[config_path] = runtime

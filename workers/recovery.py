@@ -29,6 +29,7 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.worker import BaseWorker
 from rq.worker_registration import unregister
 
 from service.coalesce import JOB_FUNCTION, Coalescer
@@ -83,7 +84,7 @@ class Lease:
         self,
         redis_url_client: Callable[[], Redis],
         names: Names,
-        worker: Worker,
+        worker: BaseWorker,
         lease_seconds: int,
         on_tick: Callable[[], None] | None = None,
     ) -> None:

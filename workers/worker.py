@@ -11,11 +11,11 @@ import logging
 from collections.abc import Sequence
 
 from rq import Queue, SimpleWorker, Worker
+from rq.worker import BaseWorker
 
-from service.coalesce import Coalescer
-from service.connection import redis_client
 from service.logs import log_event
-from service.runtime import Runtime, install_runtime
+from service.runtime import Runtime
+from workers.jobs import job_class_for
 from workers.periodic import ensure_scheduled
 from workers.recovery import Lease, recover_abandoned
 
@@ -24,21 +24,25 @@ log = logging.getLogger("tickets.worker")
 
 def build_worker(
     runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True
-) -> Worker:
-    connection = redis_client(runtime.settings.redis_url, socket_timeout=max(runtime.settings.socket_timeout, 5.0))
+) -> BaseWorker:
+    connection = runtime.connect()
     queue_names = list(queues or runtime.names.queues)
     unknown = [q for q in queue_names if q not in runtime.names.queues]
     if unknown:
         raise ValueError(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
-    worker_class = Worker if fork else SimpleWorker
-    return worker_class([Queue(q, connection=connection) for q in queue_names], connection=connection, name=name)
+    worker_class: type[BaseWorker] = Worker if fork else SimpleWorker
+    return worker_class(
+        [Queue(q, connection=connection) for q in queue_names],
+        connection=connection,
+        name=name,
+        job_class=job_class_for(runtime),
+    )
 
 
 def run_worker(
     runtime: Runtime,
-    config_path: str,
     *,
     queues: Sequence[str] | None = None,
     name: str | None = None,
@@ -48,16 +52,12 @@ def run_worker(
     max_jobs: int | None = None,
     logging_level: str = "INFO",
 ) -> bool:
-    install_runtime(runtime, config_path)
     runtime.prepare_for_jobs()  # once, before the first fork
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
 
-    def maintenance_client():  # type: ignore[no-untyped-def]
-        return redis_client(settings.redis_url, socket_timeout=max(settings.socket_timeout, 5.0))
-
-    maintenance = maintenance_client()
-    coalescer = Coalescer(maintenance, names, job_timeout=settings.job_timeout_seconds)
+    maintenance = runtime.connect()
+    coalescer = runtime.coalescer_on(maintenance)
 
     def tick() -> None:
         recovered = recover_abandoned(maintenance, names, coalescer)
@@ -65,7 +65,7 @@ def run_worker(
             log_event(log, "recovered_jobs", logging.WARNING, count=len(recovered))
         ensure_scheduled(maintenance, names, settings.resync_interval_minutes)
 
-    lease = Lease(maintenance_client, names, worker, settings.lease_seconds, on_tick=tick)
+    lease = Lease(runtime.connect, names, worker, settings.lease_seconds, on_tick=tick)
     lease.start()  # before recovery, so this worker never looks dead to itself
     try:
         tick()

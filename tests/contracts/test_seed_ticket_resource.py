@@ -13,7 +13,7 @@ import yaml
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.tickets import TicketResource
-from tests.contracts.seed import accepts
+from tests.contracts.seed import accepts, signature_differences
 
 
 def test_ticket_resource_is_a_dataclass_with_the_seed_fields_in_order() -> None:
@@ -161,3 +161,27 @@ def test_created_at_of_either_type_persists_through_the_seed_persistence_api(
     assert meta["extra"]["created_at"] == expected
     assert meta["display_name"] == "redmine:42"
     assert path.read_text(encoding="utf-8") == "text\n"
+
+
+class SeedTicketResourceMethods:
+    """seed 000 lines 76, 85, 91 and 97, verbatim: the four method signatures."""
+
+    def get_hash(self) -> str:
+        raise NotImplementedError
+
+    def get_filename(self) -> str:
+        raise NotImplementedError
+
+    def get_content(self) -> str:
+        raise NotImplementedError
+
+    def get_metadata(self) -> ResourceMetadata:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("name", ["get_hash", "get_filename", "get_content", "get_metadata"])
+def test_method_signatures_match_the_seed(name: str) -> None:
+    """seed 000 lines 76, 85, 91, 97: `def get_hash(self) -> str`, `def get_filename(self) -> str`,
+    `def get_content(self) -> str`, `def get_metadata(self) -> ResourceMetadata`."""
+    problems = signature_differences(getattr(TicketResource, name), getattr(SeedTicketResourceMethods, name))
+    assert problems == [], f"TicketResource.{name}: {problems}"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 
 from data_manager.collectors.tickets import TicketResource
-from service.runtime import current_runtime
+from service.runtime import Runtime
+from workers.jobs import takes_runtime
 
 WAL_SIZES_KEY = "test:wal-sizes"
 
 
-def write_ticket(n: int, tickets: int) -> float:
+@takes_runtime
+def write_ticket(n: int, tickets: int, runtime: Runtime | None = None) -> float:
     """Upsert ticket `n % tickets` with new content; record the WAL's size after it; return the upsert's seconds."""
-    runtime = current_runtime()
+    runtime = runtime or Runtime.load()
     store = runtime.persistence
     store.fsync = False  # the files' fsyncs are not what is measured, and cost 4-20 ms each on a busy disk
     resource = TicketResource(ticket_id=str(n % tickets), content=f"written by job {n}\n" * 20, source_type="memory")
