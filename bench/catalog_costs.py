@@ -31,8 +31,8 @@ from pathlib import Path
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets import TicketResource
 from data_manager.collectors.tickets.integrations.jira import JiraTickets
-from data_manager.collectors.tickets.resync import plan_resync, run_resync
-from tests.fakes.jira_server import DEFAULT_TOKEN, DEFAULT_USERNAME
+from data_manager.collectors.tickets.resync import resync_system
+from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,11 +107,10 @@ def resync_seconds(url: str, concurrency: int) -> tuple[float, int]:
         store = PersistenceService(Path(tmp) / "data")
         jira = JiraTickets(url, DEFAULT_USERNAME, DEFAULT_TOKEN, "project = PROJ", deployment="cloud")
         started = time.perf_counter()
-        plan = plan_resync(jira, store, full=True)
-        summary = run_resync(jira, store, plan, concurrency=concurrency)
+        summary = resync_system(jira, store, full=True, concurrency=concurrency)
         elapsed = time.perf_counter() - started
-        if summary.failed:
-            raise RuntimeError(f"resync failed: {summary.failures[:3]}")
+        if not summary.ok:
+            raise RuntimeError(f"resync failed: {summary.error} {summary.failures[:3]}")
         return elapsed, summary.written
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from tests.fakes.jira_server import FakeJira, _QuietKeepAliveHandler
+from tests.integrations.jira.fake_server import FakeJira, _QuietKeepAliveHandler
 
 
 def delayed(app: Callable[..., Iterable[bytes]], seconds: float) -> Callable[..., Iterable[bytes]]:

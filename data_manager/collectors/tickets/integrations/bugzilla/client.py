@@ -22,8 +22,7 @@ from typing import Any
 
 import requests
 
-from data_manager.collectors.tickets import errors
-from data_manager.collectors.tickets.errors import IntegrationError, PermanentError, TransientError
+from data_manager.collectors.tickets.errors import CredentialsRefused, IntegrationError, PermanentError, TransientError
 from data_manager.collectors.tickets.http import TRANSIENT_STATUSES, ApiClient, NotFoundError, redact
 from data_manager.collectors.tickets.integrations.bugzilla.mapping import bz_time
 
@@ -32,12 +31,6 @@ API_KEY_PLACES = ("query", "header")
 BATCH_SIZE = 100  # ids per batched read: keeps URLs short (~1 kB) and answers small
 NOT_FOUND_CODES = frozenset({101, 102})  # does not exist / not authorized to see it
 REFUSED_CODES = frozenset({306, 410, 505})  # bad key / login required / anonymous user lookup refused
-
-CredentialsRefused: type[PermanentError] = getattr(errors, "CredentialsRefused", None) or type(
-    "CredentialsRefused",
-    (PermanentError,),
-    {"__doc__": "The system refused the credentials (or read them as anonymous)."},
-)
 
 
 class BugzillaError(IntegrationError):
@@ -84,14 +77,22 @@ def error_from(status: int, body: Any, where: str, retry_after: float | None = N
 
 
 class _BugzillaApiClient(ApiClient):
-    """`ApiClient` whose error answers carry Bugzilla's error code and message."""
+    """`ApiClient` whose error answers carry Bugzilla's error code and message.
+
+    A refused key is 400/306 and a request read as anonymous 401/410: both tell the credential proof's
+    listeners, as any 401 does, so the pipeline asks again before it trusts a "not found".
+    """
 
     def _error(self, method: str, url: str, response: requests.Response, wait: float | None) -> IntegrationError:
         try:
             body = response.json()
         except ValueError:
             body = {"message": response.text.strip()[:200] or response.reason}
-        return error_from(response.status_code, body, self.redact(f"{method} {_path_of(url)}"), wait)
+        error = error_from(response.status_code, body, self.redact(f"{method} {_path_of(url)}"), wait)
+        if response.status_code == 401 or isinstance(error, CredentialsRefused):
+            for listener in list(self._unauthorized_listeners):
+                listener()
+        return error
 
 
 def _path_of(url: str) -> str:
