@@ -218,3 +218,49 @@ def test_a_forked_child_opens_its_own_catalog_connection(store: PersistenceServi
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get("jira", "PROJ-7").content == "child"
+
+
+def test_unchanged_and_stale_are_decided_without_the_write_lock_or_yaml(
+    store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from data_manager.collectors import persistence as persistence_module
+
+    store.upsert(resource("new", T0 + timedelta(minutes=5)))
+    monkeypatch.setattr(persistence_module, "render_metadata", lambda _: pytest.fail("rendered YAML"))
+    blocker = sqlite3.connect(store.catalog.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process's write transaction, held throughout
+    try:
+        outcomes: list[UpsertOutcome] = []
+        worker = threading.Thread(
+            target=lambda: outcomes.extend(
+                [store.upsert(resource("new", T0 + timedelta(minutes=5))), store.upsert(resource("old", T0))]
+            )
+        )
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "an unchanged or stale upsert waited for the write lock"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert outcomes == [UpsertOutcome.UNCHANGED, UpsertOutcome.STALE]
+
+
+def test_an_entry_with_a_yaml_digest_from_before_canonical_digests_is_updated_without_rewriting(
+    store: PersistenceService,
+) -> None:
+    import hashlib
+
+    from data_manager.collectors.persistence import metadata_yaml
+
+    store.upsert(resource())
+    legacy = hashlib.sha256(metadata_yaml(resource()).encode()).hexdigest()
+    with store.catalog.write() as conn:
+        conn.execute("UPDATE tickets SET metadata_digest = ?", (legacy,))
+    path = store.content_path("jira_PROJ-7")
+    before = (path.stat().st_ino, store.metadata_path("jira_PROJ-7").stat().st_ino)
+    assert store.upsert(resource()) is UpsertOutcome.UNCHANGED
+    assert (path.stat().st_ino, store.metadata_path("jira_PROJ-7").stat().st_ino) == before
+    assert store.get("jira", "PROJ-7").entry.metadata_digest != legacy
+    assert store.upsert(resource(project="changed")) is UpsertOutcome.WRITTEN
