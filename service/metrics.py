@@ -43,6 +43,7 @@ class Metrics:
         self._pending: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._flusher_pid = -1
+        self._flush_lock = threading.Lock()
 
     def add(self, pipe: Any, name: str, *labels: str, amount: float = 1) -> None:
         """Queue an increment on a pipeline the caller executes."""
@@ -66,20 +67,25 @@ class Metrics:
             log.debug("metrics increment dropped: %s", exc)
 
     def flush(self) -> None:
-        """Write buffered increments; on failure they stay buffered for the next try."""
-        with self._lock:
-            pending, self._pending = self._pending, Counter()
-        if not pending:
-            return
-        try:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for field, amount in pending.items():
-                    self._write(pipe, field, amount)
-                pipe.execute()
-        except RedisError as exc:
+        """Write buffered increments; on failure they stay buffered for the next try.
+
+        One flush at a time: a flush that returns has written everything buffered before it began,
+        even what the background thread had just taken (else `/metrics` could miss those counts).
+        """
+        with self._flush_lock:
             with self._lock:
-                self._pending.update(pending)
-            log.debug("metrics flush postponed: %s", exc)
+                pending, self._pending = self._pending, Counter()
+            if not pending:
+                return
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    for field, amount in pending.items():
+                        self._write(pipe, field, amount)
+                    pipe.execute()
+            except RedisError as exc:
+                with self._lock:
+                    self._pending.update(pending)
+                log.debug("metrics flush postponed: %s", exc)
 
     def read(self) -> dict[tuple[str, ...], float]:
         raw = self.connection.hgetall(self.key)
