@@ -290,7 +290,9 @@ def create_app(config: AppConfig | str | os.PathLike[str] | None = None, *, redi
     app = Flask("webhooks")
     app.config["MAX_CONTENT_LENGTH"] = config.webhooks["max_body_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["tickets"] = WebhookService(config, connection, dict(manager.integrations), settings)
+    app.extensions["tickets"] = WebhookService(
+        config, connection, {name: manager.integration(name) for name in manager.systems}, settings
+    )
     app.register_blueprint(bp)
     app.register_error_handler(RedisError, _redis_unavailable)
     app.register_error_handler(HTTPException, _http_error)

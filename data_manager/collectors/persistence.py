@@ -87,6 +87,38 @@ class _suppress_os_error:
         return exc_type is not None and issubclass(exc_type, OSError)
 
 
+def _differs(path: Path, text: str) -> bool:
+    """Whether `path` does not already hold exactly `text` (as written by `atomic_write`)."""
+    try:
+        return path.read_bytes() != text.encode("utf-8")
+    except FileNotFoundError:
+        return True
+
+
+def _identity(metadata: Any) -> tuple[str, str] | None:
+    extra = metadata.get("extra") if isinstance(metadata, dict) else None
+    if isinstance(extra, dict) and extra.get("ticket_id") is not None and extra.get("source_type") is not None:
+        return str(extra["source_type"]), str(extra["ticket_id"])
+    return None
+
+
+def _refuse_other_owner(resource: BaseResource, path: Path, meta_path: Path) -> None:
+    """Raise when `meta_path` describes a different resource than `resource` (two ids, one file name)."""
+    metadata = resource.get_metadata()
+    mine = _identity(metadata.as_dict()) if metadata is not None else None
+    if mine is None:
+        return
+    try:
+        stored = _identity(yaml.safe_load(meta_path.read_text(encoding="utf-8")))
+    except (FileNotFoundError, yaml.YAMLError, UnicodeDecodeError):
+        return
+    if stored is not None and stored != mine:
+        raise PersistenceError(
+            f"resource {mine[0]}:{mine[1]} maps to {path}, which already holds "
+            f"{stored[0]}:{stored[1]}; refusing to overwrite"
+        )
+
+
 class PersistenceService:
     """Ticket files under `<data_path>/tickets/` plus the SQLite catalog `<data_path>/catalog.sqlite3`."""
 
@@ -105,15 +137,23 @@ class PersistenceService:
 
     # -- the seed's API ----------------------------------------------------------------------------
     def persist_resource(self, resource: BaseResource, target_dir: str | os.PathLike[str]) -> Path:
-        """Write a resource's content and metadata into `target_dir` (no catalog); returns the content path."""
+        """Write a resource's content and metadata into `target_dir` (no catalog); returns the content path.
+
+        As idempotent as `upsert`: a file whose bytes already match is not written (it keeps its inode and
+        mtime). A file that holds another resource mapping to the same name (`a/b`, `a_b`) is refused.
+        """
         directory = Path(target_dir)
         path = directory / resource.get_filename()
+        meta_path = path.with_name(path.name + META_SUFFIX)
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, resource.get_content(), fsync=self.fsync)
+            _refuse_other_owner(resource, path, meta_path)
+            content = resource.get_content()
+            if _differs(path, content):
+                atomic_write(path, content, fsync=self.fsync)
             meta = metadata_yaml(resource)
-            if meta:
-                atomic_write(path.with_name(path.name + META_SUFFIX), meta, fsync=self.fsync)
+            if meta and _differs(meta_path, meta):
+                atomic_write(meta_path, meta, fsync=self.fsync)
         except OSError as exc:
             raise PersistenceError(f"cannot write resource {resource.get_hash()} to {path}: {exc.strerror}") from None
         return path

@@ -36,7 +36,7 @@ def test_upsert_writes_the_spec_layout(store: PersistenceService) -> None:
     meta = store.data_path / "tickets" / "jira_PROJ-7.txt.meta.yaml"
     assert content.read_text() == "hello"
     loaded = yaml.safe_load(meta.read_text())
-    assert loaded["display_name"] == "https://jira/browse/PROJ-7"
+    assert loaded["display_name"] == "jira:PROJ-7"  # the seed's default: no display_name in the metadata dict
     assert loaded["extra"]["ticket_id"] == "PROJ-7" and loaded["extra"]["source_type"] == "jira"
     stored = store.get("jira", "PROJ-7")
     assert stored is not None and stored.content == "hello" and stored.entry.updated_at == T0.isoformat()

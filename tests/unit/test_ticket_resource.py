@@ -53,7 +53,7 @@ def test_no_ticket_id_escapes_the_target_directory(ticket_id: str) -> None:
     assert name not in {".", ".."} and os.path.basename(name) == name
 
 
-def test_metadata_prefers_display_name_then_url_then_source_and_id() -> None:
+def test_metadata_prefers_display_name_then_source_and_id() -> None:
     base = {"ticket_id": "42", "content": "", "source_type": "redmine"}
     assert (
         TicketResource(**base, metadata={"display_name": "Disk full", "url": "u"}).get_metadata().display_name
@@ -61,7 +61,7 @@ def test_metadata_prefers_display_name_then_url_then_source_and_id() -> None:
     )
     assert (
         TicketResource(**base, metadata={"url": "https://rm/issues/42"}).get_metadata().display_name
-        == "https://rm/issues/42"
+        == "redmine:42"  # seed 000 line 102: from the metadata dict's display_name, else {source_type}:{ticket_id}
     )
     assert TicketResource(**base).get_metadata().display_name == "redmine:42"
 
@@ -85,8 +85,9 @@ def test_metadata_extra_holds_strings_and_identity() -> None:
     }
 
 
-def test_created_at_is_left_out_when_unset() -> None:
-    assert "created_at" not in TicketResource(ticket_id="1", content="", source_type="s").get_metadata().extra
+def test_created_at_is_empty_when_unset() -> None:
+    # seed 000 line 103 (created_at always in extra) and line 149 (missing fields default to None/empty)
+    assert TicketResource(ticket_id="1", content="", source_type="s").get_metadata().extra["created_at"] == ""
 
 
 def test_default_metadata_is_not_shared_between_instances() -> None:

@@ -20,7 +20,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,85 +53,89 @@ class _Fault:
     delay_seconds: float = 0.0
 
 
-@dataclass
-class _Record:
-    data: TicketData
-    comments: list[Comment] = field(default_factory=list)
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-
 class InMemoryBackend:
     """Stores copies, so editing what `read` returns never changes the stored ticket.
 
-    Ids are `T000001`, `T000002`, ...; comments are kept in chronological order whatever order they
-    were added in. `clock` is injectable so tests can control created/updated times.
+    Keeps the seed's layout: `_db` (id -> TicketData), `_comments` (id -> comments, chronological whatever
+    order they were added in) and `_seq` (the last id issued; ids are `T000001`, `T000002`, ...), plus
+    `_times` (id -> created, updated). `clock` is injectable so tests can control those times.
     """
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
-        self._records: dict[str, _Record] = {}
-        self._next = 1
+        self._db: dict[str, TicketData] = {}
+        self._comments: dict[str, list[Comment]] = {}
+        self._seq = 0
+        self._times: dict[str, tuple[datetime, datetime]] = {}
         self._lock = threading.RLock()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._faults: dict[str, _Fault] = {}
         self._fetches: dict[str, int] = {}
 
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"T{self._seq:06d}"
+
     def create(self, data: TicketData) -> str:
         with self._lock:
-            ticket_id = f"T{self._next:06d}"
-            self._next += 1
+            ticket_id = self._next_id()
             now = self._clock()
-            self._records[ticket_id] = _Record(data=copy.deepcopy(data), created_at=now, updated_at=now)
+            self._db[ticket_id] = copy.deepcopy(data)
+            self._comments[ticket_id] = []
+            self._times[ticket_id] = (now, now)
             return ticket_id
 
     def read(self, ticket_id: str) -> tuple[TicketData, list[Comment]]:
         with self._lock:
-            record = self._get(ticket_id)
-            return copy.deepcopy(record.data), list(record.comments)
+            self._require(ticket_id)
+            return copy.deepcopy(self._db[ticket_id]), list(self._comments.get(ticket_id, []))
 
     def update(self, ticket_id: str, fields: Mapping[str, Any]) -> None:
         with self._lock:
-            record = self._get(ticket_id)
+            self._require(ticket_id)
             unknown = set(fields) - TicketData.field_names()
             if unknown:
                 raise UnknownFieldError(f"unknown ticket field(s): {', '.join(sorted(unknown))}")
             changes = dict(fields)
             if "status" in changes:
                 changes["status"] = Status.parse(changes["status"])
-            record.data = record.data.with_changes(changes)
-            record.updated_at = self._clock()
+            self._db[ticket_id] = self._db[ticket_id].with_changes(changes)
+            self._touch(ticket_id)
 
     def add_comment(self, ticket_id: str, comment: Comment) -> None:
         with self._lock:
-            record = self._get(ticket_id)
-            keys = [c.at for c in record.comments]
+            self._require(ticket_id)
+            comments = self._comments.setdefault(ticket_id, [])
             # bisect_right keeps comments with equal timestamps in insertion order.
-            record.comments.insert(bisect.bisect_right(keys, comment.at), comment)
-            record.updated_at = self._clock()
+            comments.insert(bisect.bisect_right([c.at for c in comments], comment.at), comment)
+            self._touch(ticket_id)
 
     def delete(self, ticket_id: str) -> None:
         with self._lock:
-            self._get(ticket_id)
-            del self._records[ticket_id]
+            self._require(ticket_id)
+            del self._db[ticket_id]
+            self._comments.pop(ticket_id, None)
+            self._times.pop(ticket_id, None)
 
     def times(self, ticket_id: str) -> tuple[datetime, datetime]:
         """(created_at, updated_at) of a ticket."""
         with self._lock:
-            record = self._get(ticket_id)
-            return record.created_at, record.updated_at
+            self._require(ticket_id)
+            return self._times[ticket_id]
 
     def ids_changed_since(self, since: datetime | None) -> Iterator[tuple[str, datetime]]:
         """(id, updated_at) of tickets updated at or after `since` (all when None), oldest first."""
         with self._lock:
             rows = [
-                (rec.updated_at, tid) for tid, rec in self._records.items() if since is None or rec.updated_at >= since
+                (updated_at, tid)
+                for tid, (_, updated_at) in self._times.items()
+                if since is None or updated_at >= since
             ]
         for updated_at, ticket_id in sorted(rows):
             yield ticket_id, updated_at
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._records)
+            return len(self._db)
 
     # -- a simulated upstream's bad days ----------------------------------------------------------
     def inject_fault(
@@ -177,29 +181,28 @@ class InMemoryBackend:
         with self._lock:
             return self._fetches.get(ticket_id, 0)
 
-    def _get(self, ticket_id: str) -> _Record:
-        try:
-            return self._records[ticket_id]
-        except KeyError:
-            raise TicketNotFound(ticket_id, "the in-memory backend") from None
+    def _require(self, ticket_id: str) -> None:
+        if ticket_id not in self._db:
+            raise TicketNotFound(ticket_id, "the in-memory backend")
 
+    def _touch(self, ticket_id: str) -> None:
+        created_at, _ = self._times[ticket_id]
+        self._times[ticket_id] = (created_at, self._clock())
 
-def _record_to_json(record: _Record) -> dict[str, Any]:
-    return {
-        "data": record.data.to_dict(),
-        "comments": [comment.to_dict() for comment in record.comments],
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-    }
+    # -- the file format of `FileBackedBackend` ---------------------------------------------------------------
+    def _ticket_to_json(self, ticket_id: str) -> dict[str, Any]:
+        created_at, updated_at = self._times[ticket_id]
+        return {
+            "data": self._db[ticket_id].to_dict(),
+            "comments": [comment.to_dict() for comment in self._comments.get(ticket_id, [])],
+            "created_at": created_at.isoformat(),
+            "updated_at": updated_at.isoformat(),
+        }
 
-
-def _record_from_json(raw: Mapping[str, Any]) -> _Record:
-    return _Record(
-        data=TicketData.from_dict(raw["data"]),
-        comments=[Comment.from_dict(c) for c in raw.get("comments", [])],
-        created_at=datetime.fromisoformat(raw["created_at"]),
-        updated_at=datetime.fromisoformat(raw["updated_at"]),
-    )
+    def _load_ticket_json(self, ticket_id: str, raw: Mapping[str, Any]) -> None:
+        self._db[ticket_id] = TicketData.from_dict(raw["data"])
+        self._comments[ticket_id] = [Comment.from_dict(c) for c in raw.get("comments", [])]
+        self._times[ticket_id] = (datetime.fromisoformat(raw["created_at"]), datetime.fromisoformat(raw["updated_at"]))
 
 
 class FileBackedBackend(InMemoryBackend):
@@ -246,16 +249,18 @@ class FileBackedBackend(InMemoryBackend):
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise ValueError(f"memory ticket store {self.path} is not valid JSON: {exc}") from None
-        self._records = {tid: _record_from_json(rec) for tid, rec in raw.get("tickets", {}).items()}
-        self._next = int(raw.get("next", len(self._records) + 1))
+        self._db, self._comments, self._times = {}, {}, {}
+        for tid, rec in raw.get("tickets", {}).items():
+            self._load_ticket_json(tid, rec)
+        self._seq = int(raw.get("next", len(self._db) + 1)) - 1  # the file keeps the next id to issue
         self._faults = {tid: _Fault(**f) for tid, f in raw.get("faults", {}).items()}
         self._fetches = {tid: int(n) for tid, n in raw.get("fetches", {}).items()}
         self._loaded_stamp = stamp
 
     def _save(self) -> None:
         document = {
-            "next": self._next,
-            "tickets": {tid: _record_to_json(rec) for tid, rec in self._records.items()},
+            "next": self._seq + 1,
+            "tickets": {tid: self._ticket_to_json(tid) for tid in self._db},
             "faults": {tid: vars(f) for tid, f in self._faults.items()},
             "fetches": self._fetches,
         }

@@ -160,6 +160,10 @@ class Ticket:
 
     _registry: ClassVar[_BackendRegistry] = _BackendRegistry()
 
+    # The seed's (de)serialisation hints: the nested types of `data` and `comments`, and no enum fields of its own.
+    __schema__: ClassVar[dict[str, type]] = {"data": TicketData, "comments": Comment}
+    __enums__: ClassVar[dict[str, type[Enum]]] = {}
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._registry = _BackendRegistry()  # a subclass never shares its parent's backends by accident
@@ -248,8 +252,9 @@ class Ticket:
         return cls(ticket_id=ticket_id, data=data, comments=sorted(comments, key=lambda c: c.at))
 
     @classmethod
-    def update(cls, ticket_id: str, **changes: Any) -> None:
+    def update(cls, ticket_id: str, **fields: Any) -> None:
         """Change the named fields; an unknown field or bad status raises before anything is sent."""
+        changes = fields
         unknown = set(changes) - TicketData.field_names()
         if unknown:
             known = ", ".join(sorted(TicketData.field_names()))
@@ -261,7 +266,7 @@ class Ticket:
         cls.backend().update(ticket_id, changes)
 
     @classmethod
-    def comment(cls, ticket_id: str, text: str, author: str, at: datetime | None = None) -> None:
+    def comment(cls, ticket_id: str, text: str, author: str, *, at: datetime | None = None) -> None:
         cls.backend().add_comment(ticket_id, Comment(author=author, text=text, at=at or datetime.now(UTC)))
 
     def change_status(self, status: Status | str) -> None:

@@ -40,32 +40,37 @@ class TicketManager:
     def __init__(self, dm_config: Mapping[str, Any] | Any) -> None:
         from data_manager.config import AppConfig, parse_config
 
+        self.dm_config = dm_config  # the seed's attribute: the mapping (or AppConfig) given
         if isinstance(dm_config, AppConfig):
             sources = dm_config.sources
         else:
             sources = parse_config({"data_manager": dict(dm_config)}).sources
-        self.integrations: dict[str, TicketIntegration] = {}
+        # The seed's `integrations: List[TicketIntegration]`; `integration(name)` looks one up by name.
+        self.integrations: list[TicketIntegration] = []
+        self._by_name: dict[str, TicketIntegration] = {}
         for system, cfg in sorted(sources.items()):
             if not cfg.get("enabled"):
                 log.debug("ticket system %s is disabled; skipped", system)
                 continue
             key_path = f"data_manager.sources.tickets.{system}"
             try:
-                self.integrations[system] = integration_class(system, key_path).from_config(cfg)
+                integration = integration_class(system, key_path).from_config(cfg)
             except ConfigError:
                 raise
             except (TypeError, ValueError, KeyError) as exc:
                 raise ConfigError(str(exc), key_path) from exc
+            self.integrations.append(integration)
+            self._by_name[system] = integration
 
     @property
     def systems(self) -> list[str]:
-        return list(self.integrations)
+        return list(self._by_name)
 
     def integration(self, system: str) -> TicketIntegration:
         try:
-            return self.integrations[system]
+            return self._by_name[system]
         except KeyError:
-            enabled = ", ".join(self.integrations) or "none"
+            enabled = ", ".join(self._by_name) or "none"
             raise KeyError(f"ticket system {system!r} is not enabled (enabled: {enabled})") from None
 
     def resync(
@@ -101,5 +106,5 @@ class TicketManager:
         return result
 
     def close(self) -> None:
-        for integration in self.integrations.values():
+        for integration in self.integrations:
             integration.close()

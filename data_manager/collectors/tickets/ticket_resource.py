@@ -41,12 +41,15 @@ def resource_hash(source_type: str, ticket_id: str) -> str:
 
 @dataclass
 class TicketResource(BaseResource):
-    """A ticket's normalised content plus metadata (url, project, status, times...)."""
+    """A ticket's normalised content plus metadata (url, project, status, times...).
+
+    `created_at` is the seed's `Optional[str]`, kept as given; integrations hand over a `datetime`, stored in ISO form.
+    """
 
     ticket_id: str
     content: str
     source_type: str
-    created_at: datetime | None = None
+    created_at: str | datetime | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def get_hash(self) -> str:
@@ -59,11 +62,9 @@ class TicketResource(BaseResource):
         return self.content
 
     def get_metadata(self) -> ResourceMetadata:
-        display_name = (
-            _text(self.metadata.get("display_name"))
-            or _text(self.metadata.get("url"))
-            or f"{self.source_type}:{self.ticket_id}"
-        )
+        """The seed's contract: display_name from the metadata dict, else `{source_type}:{ticket_id}`; extra always
+        holds ticket_id, source_type and created_at (empty when unknown)."""
+        display_name = _text(self.metadata.get("display_name")) or f"{self.source_type}:{self.ticket_id}"
         extra = {
             str(key): _text(value)
             for key, value in self.metadata.items()
@@ -71,13 +72,12 @@ class TicketResource(BaseResource):
         }
         extra["ticket_id"] = str(self.ticket_id)
         extra["source_type"] = self.source_type
-        if self.created_at is not None:
-            extra["created_at"] = self.created_at.isoformat()
+        extra["created_at"] = _text(self.created_at)
         return ResourceMetadata(display_name=display_name, extra=extra)
 
 
 def _text(value: Any) -> str:
-    """Metadata values as strings: datetimes in ISO form, None as empty."""
+    """Metadata values as strings: datetimes in ISO form, strings as given, None as empty."""
     if value is None:
         return ""
     if isinstance(value, datetime):

@@ -287,6 +287,8 @@ class JiraTickets(TicketIntegration):
             raise ConfigError(f"unknown time zone {jql_timezone!r}", "jira.jql_timezone") from None
         self.deployment = deployment
         self.base_url = str(base_url).rstrip("/")
+        self.username = username
+        self.api_token = api_token  # the seed's attribute; never in repr, logs or errors
         self.jql_query = jql_query
         self.project_key = project_key
         self.issue_type = issue_type

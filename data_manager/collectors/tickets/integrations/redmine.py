@@ -295,6 +295,7 @@ class RedmineTickets(TicketIntegration):
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", "page_size")
         self.base_url = str(base_url).rstrip("/")
+        self.api_key = str(api_key).strip()  # the seed's attribute; never in repr, logs or errors
         self.project_id = str(project_id).strip() if project_id not in (None, "") else None
         if self.project_id is not None and not _PROJECT_IDENTIFIER.match(self.project_id):
             raise ConfigError(f"{self.project_id!r} is not a Redmine project identifier or id", "project_id")
