@@ -89,8 +89,10 @@ return 0
 """
 
 
-def _text(value: bytes | None) -> str:
-    return value.decode() if value is not None else ""
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Coalescer:
@@ -206,7 +208,7 @@ class Coalescer:
         with self.connection.pipeline() as pipe:
             for _ in range(WATCH_ATTEMPTS):
                 try:
-                    pipe.watch(state_key)
+                    pipe.watch(state_key)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
                     state = pipe.hgetall(state_key)
                     if _text(state.get(b"job")) != job_id:
                         pipe.unwatch()
@@ -242,4 +244,4 @@ class Coalescer:
 
     def state(self, system: str, ticket_id: str) -> dict[str, str]:
         raw = self.connection.hgetall(self.names.ticket_state(ticket_key(system, ticket_id)))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from service.deadline import DeadlineConnection
+
+
+class Role(str, Enum):
+    """Who a process is; decides how long its Redis commands may wait (the one timeout policy)."""
+
+    WEB = "web"  # answers HTTP: a stalled Redis must turn into a 503 within two seconds
+    WORKER = "worker"  # RQ workers, jobs and their maintenance: RQ's own commands need a longer wait
+    CLI = "cli"  # `tickets` commands: they run the same RQ operations as the workers
+    PROBE = "probe"  # a reachability check (`tickets check-config`): answer quickly
+
+    def socket_timeout(self, configured: float) -> float:
+        """`redis.socket_timeout` as this role may use it."""
+        if self in (Role.WEB, Role.PROBE):
+            return min(configured, 1.0)
+        return max(configured, 5.0)
 
 
 def redis_client(

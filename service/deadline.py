@@ -10,6 +10,7 @@ request fails with `TimeoutError` (a `RedisError`) by the deadline, whatever it 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar, Token
@@ -54,14 +55,14 @@ class DeadlineConnection(Connection):
     def connect(self) -> None:
         left = remaining()
         if left is None or self._sock:
-            super().connect()
+            super().connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             return
         if left <= 0:
             raise RedisTimeoutError("Redis deadline passed before connecting")
         configured = self.socket_connect_timeout
         self.socket_connect_timeout = min(configured or left, max(left, MIN_WAIT))
         try:
-            super().connect()
+            super().connect()  # type: ignore[no-untyped-call]
         finally:
             self.socket_connect_timeout = configured
 
@@ -69,11 +70,11 @@ class DeadlineConnection(Connection):
         left = remaining()
         if left is not None and left <= 0:
             raise RedisTimeoutError("Redis deadline passed; command not sent")
-        super().send_packed_command(command, check_health=check_health)
+        super().send_packed_command(command, check_health=check_health)  # type: ignore[no-untyped-call]
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         left = remaining()
-        sock = self._sock
+        sock: socket.socket | None = self._sock  # redis-py declares `_sock` as always None
         if left is None or sock is None:
             return super().read_response(*args, **kwargs)
         # The socket's own timeout, so this works whatever the parser (and redis-py version) is.
@@ -81,5 +82,6 @@ class DeadlineConnection(Connection):
         try:
             return super().read_response(*args, **kwargs)
         finally:
-            if self._sock is sock:  # not disconnected meanwhile
+            current: socket.socket | None = self._sock
+            if current is sock:  # not disconnected meanwhile
                 sock.settimeout(self.socket_timeout)

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import defaultdict
 from typing import Any
 
 from redis import Redis
@@ -25,6 +25,10 @@ from service.settings import Names
 
 log = logging.getLogger(__name__)
 SEPARATOR = "|"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def metric_field(name: str, *labels: str) -> str:
@@ -40,7 +44,7 @@ class Metrics:
         self.flush_interval = flush_interval
         self.pause_seconds = pause_seconds
         self._paused_until = 0.0
-        self._pending: Counter[str] = Counter()
+        self._pending: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
         self._flusher_pid = -1
         self._flush_lock = threading.Lock()
@@ -74,7 +78,7 @@ class Metrics:
         """
         with self._flush_lock:
             with self._lock:
-                pending, self._pending = self._pending, Counter()
+                pending, self._pending = self._pending, defaultdict(float)
             if not pending:
                 return
             try:
@@ -84,12 +88,13 @@ class Metrics:
                     pipe.execute()
             except RedisError as exc:
                 with self._lock:
-                    self._pending.update(pending)
+                    for field, amount in pending.items():
+                        self._pending[field] += amount
                 log.debug("metrics flush postponed: %s", exc)
 
     def read(self) -> dict[tuple[str, ...], float]:
         raw = self.connection.hgetall(self.key)
-        return {tuple(field.decode().split(SEPARATOR)): float(value) for field, value in raw.items()}
+        return {tuple(_text(field).split(SEPARATOR)): float(value) for field, value in raw.items()}
 
     def _write(self, pipe: Any, field: str, amount: float) -> None:
         if float(amount).is_integer():

@@ -77,12 +77,12 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
         """Delay before attempt `attempt + 1`: exponential with "equal jitter", or the server's wish plus a little."""
-        rng = rng or random
+        uniform = rng.uniform if rng is not None else random.uniform
         if retry_after is not None and retry_after >= 0:
             wait = min(float(retry_after), MAX_SERVER_WAIT_SECONDS)
-            return wait + rng.uniform(0, min(1.0, 0.1 * wait + 0.1))
-        ceiling = min(self.max_seconds, self.base_seconds * (2 ** (attempt - 1)))
-        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+            return wait + uniform(0, min(1.0, 0.1 * wait + 0.1))
+        ceiling = min(self.max_seconds, self.base_seconds * (2.0 ** (attempt - 1)))
+        return ceiling / 2 + uniform(0, ceiling / 2)
 
     def decide(self, exc: BaseException, attempt: int, rng: random.Random | None = None) -> Verdict:
         """Retry or fail after attempt number `attempt` (1-based) raised `exc`."""

@@ -1,4 +1,8 @@
-"""What a process needs to run jobs: config, integrations, persistence, Redis, built once per process.
+"""The composition root: everything a process of the pipeline needs, built from config in one place.
+
+The web app, the worker and the `tickets` command each build one `Runtime` with their `Role`; it
+makes the Redis clients (one timeout policy, see `service.connection.Role`), the metrics, the
+coalescer, persistence, the retry policy and the integrations. Nothing else builds them.
 
 RQ forks a work horse per job. Config and integrations (no open connections yet) are built once in
 the worker and inherited; SQLite and Redis connections must never cross a fork, so those are
@@ -14,24 +18,30 @@ from pathlib import Path
 from redis import Redis
 
 from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.ticket_manager import TicketManager
-from data_manager.config import AppConfig, load_config
+from data_manager.config import AppConfig, config_path, load_config
 from service.coalesce import Coalescer
-from service.connection import redis_client
+from service.connection import Role, redis_client
 from service.metrics import Metrics
 from service.retry import RetryPolicy
 from service.settings import Names, PipelineSettings
 
+WEB_METRICS_FLUSH_SECONDS = 1.0  # web processes buffer counters: a webhook costs no extra Redis round trip
+
 
 class Runtime:
-    def __init__(self, config: AppConfig) -> None:
+    def __init__(self, config: AppConfig, *, role: Role = Role.WORKER, redis: Redis | None = None) -> None:
+        """`redis`: a client to use instead of building one (tests point the web app at a dead Redis)."""
         self.config = config
+        self.role = role
         self.settings = PipelineSettings.from_config(config)
         self.names: Names = self.settings.names
         self.policy = RetryPolicy(
             self.settings.max_attempts, self.settings.retry_base_seconds, self.settings.retry_max_seconds
         )
+        self._given_redis = redis
         self._manager: TicketManager | None = None
         self._pid = -1
         self._lock = threading.Lock()
@@ -40,9 +50,11 @@ class Runtime:
         self._coalescer: Coalescer | None = None
 
     @classmethod
-    def load(cls, config_path: str | os.PathLike[str] | None = None) -> Runtime:
-        return cls(load_config(config_path))
+    def load(cls, path: str | os.PathLike[str] | None = None, *, role: Role = Role.WORKER) -> Runtime:
+        """From the config file at `path` (default: `TICKETS_CONFIG`, else ./config.yaml)."""
+        return cls(load_config(config_path(path)), role=role)
 
+    # -- integrations --------------------------------------------------------------------------------
     @property
     def manager(self) -> TicketManager:
         with self._lock:
@@ -51,17 +63,22 @@ class Runtime:
             return self._manager
 
     def integration(self, system: str) -> TicketIntegration:
-        from data_manager.collectors.tickets.errors import ConfigError
-
         try:
             return self.manager.integration(system)
         except KeyError as exc:
             raise ConfigError(str(exc.args[0]), f"data_manager.sources.tickets.{system}") from None
 
+    # -- Redis and what runs on it -------------------------------------------------------------------
+    def connect(self) -> Redis:
+        """A new Redis client with this role's timeouts (RQ workers and maintenance threads need their own)."""
+        return redis_client(
+            self.settings.redis_url, socket_timeout=self.role.socket_timeout(self.settings.socket_timeout)
+        )
+
     def _per_process(self) -> None:
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._redis = redis_client(self.settings.redis_url, socket_timeout=max(self.settings.socket_timeout, 5.0))
+            self._redis = self._given_redis if self._given_redis is not None else self.connect()
             self._persistence = None
             self._coalescer = None
 
@@ -85,30 +102,15 @@ class Runtime:
         redis = self.redis
         with self._lock:
             if self._coalescer is None:
-                self._coalescer = Coalescer(redis, self.names, job_timeout=self.settings.job_timeout_seconds)
+                self._coalescer = self.coalescer_on(redis)
             return self._coalescer
+
+    def coalescer_on(self, connection: Redis) -> Coalescer:
+        """A coalescer on its own connection (the worker's maintenance thread)."""
+        flush = WEB_METRICS_FLUSH_SECONDS if self.role is Role.WEB else None
+        metrics = Metrics(connection, self.names, flush_interval=flush)
+        return Coalescer(connection, self.names, job_timeout=self.settings.job_timeout_seconds, metrics=metrics)
 
     @property
     def metrics(self) -> Metrics:
         return self.coalescer.metrics
-
-
-_current: dict[str, Runtime] = {}
-_current_lock = threading.Lock()
-
-
-def current_runtime() -> Runtime:
-    """The runtime for this process's config (`TICKETS_CONFIG`, else ./config.yaml), loaded once."""
-    path = os.environ.get("TICKETS_CONFIG") or "config.yaml"
-    with _current_lock:
-        runtime = _current.get(path)
-        if runtime is None:
-            runtime = _current[path] = Runtime.load(path)
-        return runtime
-
-
-def install_runtime(runtime: Runtime, config_path: str) -> None:
-    """Make `runtime` the one jobs in this process (and its forks) use for `config_path`."""
-    os.environ["TICKETS_CONFIG"] = config_path
-    with _current_lock:
-        _current[config_path] = runtime

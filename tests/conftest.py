@@ -1,4 +1,8 @@
-"""Shared fixtures: every test starts with no registered ticket backends and no in-memory stores."""
+"""Shared fixtures: every test starts with no registered ticket backends and no in-memory stores.
+
+Tests that need Redis (every one using the `redis_database` fixture, directly or through another
+fixture) are marked `redis`, so `-m "not redis"` runs the rest on a machine without one.
+"""
 
 from __future__ import annotations
 
@@ -17,3 +21,9 @@ def _isolated_ticket_registry() -> Iterator[None]:
     yield
     Ticket.reset_backends()
     memory.reset_stores()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis_database" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)

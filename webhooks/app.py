@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -25,13 +25,13 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from data_manager.collectors.tickets.errors import WebhookError
 from data_manager.collectors.tickets.integration import TicketEvent, TicketIntegration, WebhookRequest
-from data_manager.collectors.tickets.ticket_manager import TicketManager
 from data_manager.config import AppConfig, config_path, load_config
 from service.coalesce import Coalescer
-from service.connection import redis_client
+from service.connection import Role
 from service.deadline import end_deadline, start_deadline
 from service.logs import log_event
 from service.metrics import Metrics
+from service.runtime import Runtime
 from service.settings import PipelineSettings
 from service.worker_health import scheduler_problems, worker_health
 from webhooks import metrics as prometheus
@@ -51,22 +51,19 @@ _health = HealthSchema()
 
 @dataclass
 class WebhookService:
+    """What a request needs, taken from the process's `Runtime` (the composition root) once."""
+
     config: AppConfig
     redis: Redis
     integrations: dict[str, TicketIntegration]
     settings: PipelineSettings
-    coalescer: Coalescer = field(init=False)
-    metrics: Metrics = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.metrics = Metrics(self.redis, self.settings.names, flush_interval=1.0)
-        self.coalescer = Coalescer(
-            self.redis, self.settings.names, job_timeout=self.settings.job_timeout_seconds, metrics=self.metrics
-        )
+    coalescer: Coalescer
+    metrics: Metrics
 
 
 def _service() -> WebhookService:
-    return current_app.extensions["tickets"]
+    service: WebhookService = current_app.extensions["tickets"]
+    return service
 
 
 def error_response(status: int, code: str, message: str, *, system: str | None = None, **details: Any) -> Response:
@@ -284,14 +281,17 @@ def create_app(config: AppConfig | str | os.PathLike[str] | None = None, *, redi
     """Build the app from an `AppConfig` or a config path (default: `TICKETS_CONFIG`, else ./config.yaml)."""
     if not isinstance(config, AppConfig):
         config = load_config(config_path(config))
-    settings = PipelineSettings.from_config(config)
-    manager = TicketManager(config)
-    connection = redis or redis_client(settings.redis_url, socket_timeout=min(settings.socket_timeout, 1.0))
+    runtime = Runtime(config, role=Role.WEB, redis=redis)
     app = Flask("webhooks")
     app.config["MAX_CONTENT_LENGTH"] = config.webhooks["max_body_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["tickets"] = WebhookService(
-        config, connection, {name: manager.integration(name) for name in manager.systems}, settings
+        config,
+        runtime.redis,
+        {name: runtime.manager.integration(name) for name in runtime.manager.systems},
+        runtime.settings,
+        runtime.coalescer,
+        runtime.metrics,
     )
     app.register_blueprint(bp)
     app.register_error_handler(RedisError, _redis_unavailable)

@@ -67,5 +67,5 @@ class PipelineCollector:
 
 def render(connection: Redis, names: Names) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PipelineCollector(connection, names))  # type: ignore[arg-type]
+    registry.register(PipelineCollector(connection, names))
     return generate_latest(registry)

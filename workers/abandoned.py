@@ -21,7 +21,7 @@ from data_manager.collectors.tickets.errors import TransientError
 from service.coalesce import JOB_FUNCTION
 from service.logs import log_event
 from service.retry import rq_retry_interval
-from service.runtime import current_runtime
+from service.runtime import Runtime
 
 log = logging.getLogger("tickets.worker")
 
@@ -33,6 +33,7 @@ class WorkHorseDied(TransientError):
 class RetryAbandonedJobs:
     """Mixin for RQ worker classes: a dead work horse's job goes through the retry policy."""
 
+    runtime: Runtime  # set by `worker_class_for`
     _abandoned_job_id: str | None = None
 
     def handle_work_horse_killed(self, job: Job, retpid: Any, ret_val: Any, rusage: Any) -> None:
@@ -50,7 +51,7 @@ class RetryAbandonedJobs:
 
     def _retry_abandoned(self, job: Job, queue: Queue, registry: StartedJobRegistry | None, exc_string: str) -> bool:
         """Schedule the retry and return True, or return False to let RQ fail the job."""
-        runtime = current_runtime()
+        runtime = self.runtime
         attempt = (job.number_of_retries or 0) + 1
         verdict = runtime.policy.decide(WorkHorseDied(exc_string.strip().rstrip(";") or "work horse died"), attempt)
         job.meta.update({"attempts": attempt, "error": verdict.reason, "error_kind": verdict.kind.value})
@@ -79,3 +80,9 @@ class TicketWorker(RetryAbandonedJobs, Worker):
 
 class SimpleTicketWorker(RetryAbandonedJobs, SimpleWorker):
     """RQ's in-process worker (`--no-fork`); it has no horse to lose, the same class otherwise."""
+
+
+def worker_class_for(runtime: Runtime, *, fork: bool = True) -> type[Worker]:
+    """The worker class for `runtime` (like `workers.jobs.job_class_for`: no process-wide lookup)."""
+    base = TicketWorker if fork else SimpleTicketWorker
+    return type(base.__name__, (base,), {"runtime": runtime})

@@ -20,15 +20,20 @@ from redis.exceptions import RedisError
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.config import AppConfig, config_path, load_config
-from service.connection import redacted_url, redis_client
+from service.connection import Role, redacted_url
 from service.logs import configure_logging
+from service.runtime import Runtime
+from workers import ops
+from workers.bulk import enqueue_resync
+from workers.progress import ProgressReporter
+from workers.worker import run_worker
 
 
 @dataclass
 class CliState:
     path: Path
     _config: AppConfig | None = None
-    _runtime: Any = field(default=None)
+    _runtime: Runtime | None = field(default=None)
 
     @property
     def config(self) -> AppConfig:
@@ -40,19 +45,17 @@ class CliState:
         return self._config
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> Runtime:
         if self._runtime is None:
-            from service.runtime import Runtime
-
             try:
-                self._runtime = Runtime(self.config)
+                self._runtime = Runtime(self.config, role=Role.CLI)
                 self._runtime.manager  # noqa: B018 - surface integration config errors now
             except ConfigError as exc:
                 raise click.ClickException(f"config error: {exc}") from None
         return self._runtime
 
 
-def _redis_or_fail(state: CliState) -> Any:
+def _redis_or_fail(state: CliState) -> Runtime:
     runtime = state.runtime
     try:
         runtime.redis.ping()
@@ -139,24 +142,21 @@ def resync(
     if not runtime.manager.systems:
         raise click.ClickException("no ticket system is enabled; enable one under data_manager.sources.tickets")
     if enqueue:
-        from workers.bulk import enqueue_resync
-
         _redis_or_fail(state)
         summaries = enqueue_resync(runtime, systems=selected, since=since_at, full=full)
-        rows = {name: s.as_dict() for name, s in summaries.items()}
-        ok = all(s.ok for s in summaries.values())
+        rows = {name: queued.as_dict() for name, queued in summaries.items()}
+        ok = all(queued.ok for queued in summaries.values())
         if as_json:
             _echo_json(rows)
         else:
-            for name, s in summaries.items():
+            for name, queued in summaries.items():
                 click.echo(
-                    f"{name}: listed {s.listed}, enqueued {s.enqueued}, already queued {s.coalesced}, "
-                    f"deletion candidates {s.deletion_candidates} (deleted {s.deleted}, out of scope "
-                    f"{s.out_of_scope}, failed {s.failed})" + (f" ERROR {s.error}" if s.error else "")
+                    f"{name}: listed {queued.listed}, enqueued {queued.enqueued}, already queued {queued.coalesced}, "
+                    f"deletion candidates {queued.deletion_candidates} (deleted {queued.deleted}, out of scope "
+                    f"{queued.out_of_scope}, failed {queued.failed})"
+                    + (f" ERROR {queued.error}" if queued.error else "")
                 )
         sys.exit(0 if ok else 1)
-
-    from workers.progress import ProgressReporter
 
     lock = _resync_lock(runtime)
     reporter = ProgressReporter()
@@ -197,7 +197,7 @@ def resync(
     sys.exit(0 if result.ok else 1)
 
 
-def _resync_lock(runtime: Any) -> Any:
+def _resync_lock(runtime: Runtime) -> Any:
     """The lock the periodic resync takes; without Redis an inline resync still runs (it needs none)."""
     try:
         lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=2 * 3600, blocking=False)
@@ -236,8 +236,6 @@ def worker(
     max_jobs: int | None,
 ) -> None:
     """Run a worker on the pipeline's queues, with the scheduler."""
-    from workers.worker import run_worker
-
     runtime = _redis_or_fail(state)
     queue_names = [
         runtime.names.live_queue if q == "live" else runtime.names.bulk_queue if q == "bulk" else q for q in queues
@@ -245,7 +243,6 @@ def worker(
     try:
         run_worker(
             runtime,
-            str(state.path.resolve()),
             queues=queue_names or None,
             name=name,
             burst=burst,
@@ -263,10 +260,8 @@ def worker(
 @click.pass_obj
 def status(state: CliState, as_json: bool) -> None:
     """Queue depths, workers, failed jobs and the last resync of each system."""
-    from workers.ops import status as gather
-
     runtime = _redis_or_fail(state)
-    report = gather(runtime.redis, runtime.names, runtime.persistence, state.config.enabled_systems)
+    report = ops.status(runtime.redis, runtime.names, runtime.persistence, state.config.enabled_systems)
     if as_json:
         _echo_json(report)
         return
@@ -311,10 +306,8 @@ def failed() -> None:
 @click.pass_obj
 def failed_list(state: CliState, as_json: bool) -> None:
     """Job id, system, ticket, error, attempts and when, oldest first."""
-    from workers.ops import failed_jobs
-
     runtime = _redis_or_fail(state)
-    jobs = failed_jobs(runtime.redis, runtime.names)
+    jobs = ops.failed_jobs(runtime.redis, runtime.names)
     if as_json:
         _echo_json([j.as_dict() for j in jobs])
         return
@@ -327,13 +320,11 @@ def failed_list(state: CliState, as_json: bool) -> None:
 
 
 def _selection(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> tuple[Any, list[Any]]:
-    from workers.ops import failed_jobs, select
-
     if not (all_jobs or system or job_ids):
         raise click.UsageError("say which jobs: --all, --system S, or job ids")
     runtime = _redis_or_fail(state)
-    chosen, missing = select(
-        failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids
+    chosen, missing = ops.select(
+        ops.failed_jobs(runtime.redis, runtime.names), all_jobs=all_jobs, system=system, job_ids=job_ids
     )
     if missing:
         raise click.ClickException(f"not in the failed registry: {', '.join(missing)}")
@@ -347,11 +338,9 @@ def _selection(state: CliState, all_jobs: bool, system: str | None, job_ids: tup
 @click.pass_obj
 def failed_requeue(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> None:
     """Sync the failed jobs' tickets again (and remove them from the failed registry)."""
-    from workers.ops import requeue
-
     runtime, chosen = _selection(state, all_jobs, system, job_ids)
     for job in chosen:
-        new_id = requeue(runtime.redis, runtime.coalescer, job)
+        new_id = ops.requeue(runtime.redis, runtime.coalescer, job)
         click.echo(f"requeued {job.job_id} ({job.system} {job.ticket_id}) as {new_id}")
     click.echo(f"{len(chosen)} job(s) requeued")
 
@@ -363,11 +352,9 @@ def failed_requeue(state: CliState, all_jobs: bool, system: str | None, job_ids:
 @click.pass_obj
 def failed_purge(state: CliState, all_jobs: bool, system: str | None, job_ids: tuple[str, ...]) -> None:
     """Delete failed jobs without running them again."""
-    from workers.ops import purge
-
     runtime, chosen = _selection(state, all_jobs, system, job_ids)
     for job in chosen:
-        purge(runtime.redis, job)
+        ops.purge(runtime.redis, job)
     click.echo(f"{len(chosen)} job(s) purged")
 
 
@@ -376,18 +363,15 @@ def failed_purge(state: CliState, all_jobs: bool, system: str | None, job_ids: t
 @click.pass_obj
 def check_config(state: CliState) -> None:
     """Show what is enabled, the settings (secrets redacted), warnings and errors."""
-    from data_manager.collectors.tickets.ticket_manager import TicketManager
-
     click.echo(f"config: {state.path}")
     try:
         config = load_config(state.path)
-        TicketManager(config).close()
+        runtime = Runtime(config, role=Role.PROBE)
+        runtime.manager.close()
     except ConfigError as exc:
         click.echo(f"ERROR {exc}", err=True)
         sys.exit(1)
-    from service.settings import PipelineSettings
-
-    settings = PipelineSettings.from_config(config)
+    settings = runtime.settings
     click.echo(f"data_path: {config.data_path}")
     click.echo(f"enabled systems: {', '.join(config.enabled_systems) or 'none'}")
     shown = {name: cfg for name, cfg in config.redacted_sources().items() if cfg.get("enabled")}
@@ -404,7 +388,7 @@ def check_config(state: CliState) -> None:
     if not config.enabled_systems:
         warnings.append("no ticket system is enabled: the webhook service has no endpoints and resync does nothing")
     try:
-        redis_client(settings.redis_url, socket_timeout=1.0).ping()
+        runtime.redis.ping()
     except RedisError as exc:
         warnings.append(f"Redis at {redacted_url(settings.redis_url)} is not reachable now ({type(exc).__name__})")
     for warning in warnings:

@@ -6,23 +6,56 @@ error's class (see `retry`) and logs exactly one structured line per outcome.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 from rq import get_current_job
-from rq.job import Retry
+from rq.job import Job, Retry
 
 from data_manager.collectors.tickets.sync import sync_ticket
 from service.logs import log_event
 from service.retry import rq_retry_interval
-from service.runtime import current_runtime
+from service.runtime import Runtime
 
 log = logging.getLogger("tickets.jobs")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def sync_ticket_job(system: str, ticket_id: str) -> dict[str, Any] | Retry:
-    runtime = current_runtime()
+class RuntimeJob(Job):
+    """An RQ job that hands its worker's `Runtime` to the job functions that take one.
+
+    The runtime travels with the worker (its `job_class`), not in a process-global: RQ resolves a
+    job's function by name, so this is where the worker's runtime meets it. A plain `rq worker`
+    uses RQ's own `Job`; the functions then load the runtime from `TICKETS_CONFIG` themselves.
+    """
+
+    runtime: ClassVar[Runtime | None] = None
+
+    @property
+    def func(self) -> Any:
+        func = super().func
+        if self.runtime is not None and getattr(func, "takes_runtime", False):
+            return functools.partial(func, runtime=self.runtime)
+        return func
+
+
+def job_class_for(runtime: Runtime) -> type[Job]:
+    """The job class a worker for `runtime` uses (`Worker(..., job_class=job_class_for(runtime))`)."""
+    return type("RuntimeJob", (RuntimeJob,), {"runtime": runtime})
+
+
+def takes_runtime(func: F) -> F:
+    """Mark a job function that accepts `runtime=` from `RuntimeJob`."""
+    func.takes_runtime = True  # type: ignore[attr-defined]
+    return func
+
+
+@takes_runtime
+def sync_ticket_job(system: str, ticket_id: str, runtime: Runtime | None = None) -> dict[str, Any] | Retry:
+    runtime = runtime or Runtime.load()
     job = get_current_job()
     job_id = job.id if job is not None else ""
     attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
@@ -36,7 +69,7 @@ def sync_ticket_job(system: str, ticket_id: str) -> dict[str, Any] | Retry:
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         if job is not None:
             job.meta.update({"attempts": attempt, "error": verdict.reason, "error_kind": verdict.kind.value})
-            job.save_meta()
+            job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         if verdict.retry and job is not None:
             coalescer.finish(system, ticket_id, job_id, retrying=True)
             runtime.metrics.incr("job", system, "retried")
@@ -52,7 +85,8 @@ def sync_ticket_job(system: str, ticket_id: str) -> dict[str, Any] | Retry:
                 duration_ms=duration_ms,
                 error=verdict.reason,
             )
-            return Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])
+            # rq annotates intervals as int, but schedules float seconds as given (the sub-second part matters)
+            return Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])  # type: ignore[list-item]
         rerun = coalescer.finish(system, ticket_id, job_id)
         runtime.metrics.incr("job", system, "failed")
         log_event(

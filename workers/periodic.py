@@ -18,8 +18,10 @@ from redis import Redis
 from rq import Queue
 
 from service.logs import log_event
-from service.runtime import current_runtime
+from service.runtime import Runtime
 from service.settings import Names
+from workers.bulk import enqueue_resync
+from workers.jobs import takes_runtime
 
 log = logging.getLogger("tickets.periodic")
 PERIODIC_FUNCTION = "workers.periodic.periodic_resync_job"
@@ -46,10 +48,9 @@ def ensure_scheduled(connection: Redis, names: Names, interval_minutes: int, now
     return job_id
 
 
-def periodic_resync_job() -> dict[str, Any]:
-    from workers.bulk import enqueue_resync
-
-    runtime = current_runtime()
+@takes_runtime
+def periodic_resync_job(runtime: Runtime | None = None) -> dict[str, Any]:
+    runtime = runtime or Runtime.load()
     lock = runtime.redis.lock(runtime.names.lock("resync"), timeout=LOCK_TIMEOUT_SECONDS, blocking=False)
     if not lock.acquire(blocking=False):
         log_event(log, "periodic_resync_skipped", reason="another resync holds the lock")

@@ -42,6 +42,7 @@ from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.worker import BaseWorker
 from rq.worker_registration import unregister
 
 from service.coalesce import JOB_FUNCTION, Coalescer
@@ -121,7 +122,7 @@ class Lease:
         self,
         redis_url_client: Callable[[], Redis],
         names: Names,
-        worker: Worker,
+        worker: BaseWorker,
         lease_seconds: int,
         on_tick: Callable[[], None] | None = None,
         supervise: bool = False,

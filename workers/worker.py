@@ -2,9 +2,9 @@
 
 Around RQ's own worker it adds: the runtime built once before forking, a lease proving it alive,
 prompt recovery of jobs a dead worker left behind or a dead worker took and never started (at start
-and every few seconds), retries for jobs whose work horse died, a supervised scheduler, the
-periodic resync's scheduling, and the data directory's crash leftovers cleaned up (at start and
-every few minutes).
+and every few seconds), retries for jobs whose work horse died, a supervised scheduler, a fresh RQ
+worker when RQ's quits on a Redis error, the periodic resync's scheduling, and the data directory's
+crash leftovers cleaned up (at start and every few minutes).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from collections.abc import Sequence
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue
+from rq.worker import BaseWorker
 
 from data_manager.collectors.housekeeping import remove_orphaned_temp_files, startup_check
-from service.coalesce import Coalescer
-from service.connection import redis_client
 from service.logs import log_event
-from service.runtime import Runtime, install_runtime
-from workers.abandoned import SimpleTicketWorker, TicketWorker
+from service.runtime import Runtime
+from workers.abandoned import worker_class_for
+from workers.jobs import job_class_for
 from workers.periodic import ensure_scheduled
 from workers.recovery import Lease, recover_abandoned, recover_lost_in_transit
 
@@ -32,21 +32,25 @@ TEMP_SWEEP_SECONDS = 300  # how often a worker removes crash-orphaned temp files
 
 def build_worker(
     runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True
-) -> Worker:
-    connection = redis_client(runtime.settings.redis_url, socket_timeout=max(runtime.settings.socket_timeout, 5.0))
+) -> BaseWorker:
+    connection = runtime.connect()
     queue_names = list(queues or runtime.names.queues)
     unknown = [q for q in queue_names if q not in runtime.names.queues]
     if unknown:
         raise ValueError(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
-    worker_class = TicketWorker if fork else SimpleTicketWorker
-    return worker_class([Queue(q, connection=connection) for q in queue_names], connection=connection, name=name)
+    worker_class: type[BaseWorker] = worker_class_for(runtime, fork=fork)
+    return worker_class(
+        [Queue(q, connection=connection) for q in queue_names],
+        connection=connection,
+        name=name,
+        job_class=job_class_for(runtime),
+    )
 
 
 def run_worker(
     runtime: Runtime,
-    config_path: str,
     *,
     queues: Sequence[str] | None = None,
     name: str | None = None,
@@ -56,7 +60,6 @@ def run_worker(
     max_jobs: int | None = None,
     logging_level: str = "INFO",
 ) -> bool:
-    install_runtime(runtime, config_path)
     runtime.manager  # build integrations once, before the first fork  # noqa: B018
     startup_check(runtime.persistence)  # crash leftovers: old temp files, catalog rows out of step with files
     tickets_dir = runtime.persistence.tickets_dir
@@ -64,11 +67,8 @@ def run_worker(
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
 
-    def maintenance_client():  # type: ignore[no-untyped-def]
-        return redis_client(settings.redis_url, socket_timeout=max(settings.socket_timeout, 5.0))
-
-    maintenance = maintenance_client()
-    coalescer = Coalescer(maintenance, names, job_timeout=settings.job_timeout_seconds)
+    maintenance = runtime.connect()
+    coalescer = runtime.coalescer_on(maintenance)
 
     def tick() -> None:
         recovered = recover_abandoned(maintenance, names, coalescer)
@@ -84,7 +84,7 @@ def run_worker(
     attempt = 0
     while True:
         lease = Lease(
-            maintenance_client,
+            runtime.connect,
             names,
             worker,
             settings.lease_seconds,
@@ -126,7 +126,7 @@ def run_worker(
         worker = build_worker(runtime, queues, name=f"{name}-{attempt}" if name else None, fork=fork)
 
 
-def _abandon(worker: Worker) -> None:
+def _abandon(worker: BaseWorker) -> None:
     """Stop what a failed RQ worker left running: its work horse and its scheduler process."""
     try:
         if worker.horse_pid:

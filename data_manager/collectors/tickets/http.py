@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -33,7 +34,9 @@ TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 _SECRET_PARAMS = re.compile(r"(?i)([?&](?:key|api_key|apikey|token|access_token|password|Bugzilla_api_key)=)[^&#\s]*")
 
 
-_known_secrets: set[str] = set()
+# The secrets of the client whose request is in flight in this thread (or task). urllib3 logs from inside
+# `session.request`, so the filter below sees exactly that client's secrets; nothing accumulates per process.
+_request_secrets: ContextVar[tuple[str, ...]] = ContextVar("ticket_http_request_secrets", default=())
 
 
 class _RedactingFilter(logging.Filter):
@@ -41,7 +44,7 @@ class _RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message, _known_secrets)
+        cleaned = redact(message, _request_secrets.get())
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
@@ -142,7 +145,6 @@ class ApiClient:
         self.max_wait = max_wait
         self.backoff_base = backoff_base
         self._secrets = tuple(s for s in secrets if s)
-        _known_secrets.update(s for s in self._secrets if len(s) >= 4)
         self._sleep = sleep
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = user_agent
@@ -171,6 +173,7 @@ class ApiClient:
             attempt += 1
             with self._count_lock:  # resyncs send from several threads
                 self.request_count += 1
+            in_flight = _request_secrets.set(self._secrets)
             try:
                 response = self.session.request(method, url, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -179,6 +182,8 @@ class ApiClient:
                     raise TransientError(self.redact(f"{method} {url}: {type(exc).__name__}: {exc}")) from None
                 self._sleep(self._backoff(attempt, None))
                 continue
+            finally:
+                _request_secrets.reset(in_flight)
             if response.status_code < 400:
                 return response
             wait = retry_after_seconds(response)

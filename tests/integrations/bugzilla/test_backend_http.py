@@ -164,3 +164,20 @@ def test_the_key_never_leaks(make_bugzilla, caplog: pytest.LogCaptureFixture) ->
     assert "api_key=***" in caplog.text  # urllib3 logged the URLs, redacted
     for text in [caplog.text, *texts]:
         assert ADMIN_KEY not in text and "wrong-key-0000" not in text
+
+
+def test_a_bug_vanishing_between_listing_and_comments_costs_only_itself(make_bugzilla) -> None:
+    setup = make_bugzilla(bugs=30)
+    hidden: list[int] = []
+
+    def hide_one_after_the_listing(fake, request) -> None:
+        if request.path == "/rest/bug" and not hidden:
+            hidden.append(7)
+            fake.hide_bug(7)
+
+    setup.fake.after_request.append(hide_one_after_the_listing)
+    listed = list(setup.backend().changed_snapshots(None))
+    assert len(listed) == 30  # the listing saw bug 7; its comments came too late
+    assert [bug_id for bug_id, _, snapshot in listed if snapshot is None] == ["7"]
+    result = setup.backend().fetch_many([str(i) for i in range(1, 31)])
+    assert isinstance(result["7"], TicketGone) and not isinstance(result["8"], TicketGone)

@@ -13,9 +13,10 @@ from rq import Queue, SimpleWorker
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
-from service.runtime import Runtime, install_runtime
+from service.runtime import Runtime
 from tests.pipeline_support.configs import write_config
 from workers.cli import main
+from workers.jobs import job_class_for
 
 
 def run(config: Path, *args: str) -> tuple[int, str]:
@@ -30,10 +31,11 @@ def upstream(tmp_path: Path) -> FileBackedBackend:
 
 def drain(config: Path) -> None:
     runtime = Runtime(load_config(config))
-    install_runtime(runtime, str(config))
-    SimpleWorker([Queue(q, connection=runtime.redis) for q in runtime.names.queues], connection=runtime.redis).work(
-        burst=True
-    )
+    SimpleWorker(
+        [Queue(q, connection=runtime.redis) for q in runtime.names.queues],
+        connection=runtime.redis,
+        job_class=job_class_for(runtime),
+    ).work(burst=True)
 
 
 def test_check_config_shows_redacted_settings_and_warnings(tmp_path: Path, redis_url: str) -> None:

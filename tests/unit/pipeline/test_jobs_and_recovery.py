@@ -20,21 +20,21 @@ from rq.registry import StartedJobRegistry
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
-from service.runtime import Runtime, install_runtime
+from service.runtime import Runtime
 from tests.pipeline_support.configs import write_config
 from workers import ops
+from workers.jobs import job_class_for
 from workers.periodic import ensure_scheduled, periodic_resync_job
 from workers.recovery import host_identity, recover_abandoned
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, redis_url: str) -> Runtime:
+def runtime(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Runtime:
     path = write_config(
         tmp_path, redis_url, workers={"retry_base_seconds": 0.1, "retry_max_seconds": 0.2, "max_attempts": 3}
     )
-    runtime = Runtime(load_config(path))
-    install_runtime(runtime, str(path))
-    return runtime
+    monkeypatch.setenv("TICKETS_CONFIG", str(path))  # for job functions run without a worker (as plain `rq worker`)
+    return Runtime(load_config(path))
 
 
 @pytest.fixture
@@ -47,7 +47,9 @@ def work(runtime: Runtime, *, timeout: float = 10) -> None:
     queues = [Queue(q, connection=runtime.redis) for q in runtime.names.queues]
     deadline = time.monotonic() + timeout
     while True:
-        SimpleWorker(queues, connection=runtime.redis).work(burst=True, with_scheduler=True)
+        SimpleWorker(queues, connection=runtime.redis, job_class=job_class_for(runtime)).work(
+            burst=True, with_scheduler=True
+        )
         if not any(q.count or q.scheduled_job_registry.count for q in queues):
             return
         assert time.monotonic() < deadline, "jobs still pending"

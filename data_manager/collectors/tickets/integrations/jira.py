@@ -127,7 +127,7 @@ def changed_jql(base_jql: str, since: datetime | None) -> str:
 def map_status(status: Any, resolution: Any = None) -> Status:
     """Jira status (with its category) → the model's four states; see the module docstring."""
     status = status if isinstance(status, Mapping) else {}
-    category = status.get("statusCategory") if isinstance(status.get("statusCategory"), Mapping) else {}
+    category = _json_object(status.get("statusCategory"))
     key = str(category.get("key") or "").lower()
     name = str(status.get("name") or "")
     if key == "new":
@@ -139,13 +139,23 @@ def map_status(status: Any, resolution: Any = None) -> Status:
     return Status.CLOSED if resolution else Status.OPEN
 
 
+def _json_object(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a JSON object, else an empty one (payloads are never trusted to have a shape)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _json_int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) else default
+
+
 def display_name(user: Any) -> str | None:
     """How a person is shown: displayName, else the DC name, the accountId or the email."""
     if not isinstance(user, Mapping):
         return None
     for key in ("displayName", "name", "accountId", "emailAddress"):
-        if isinstance(user.get(key), str) and user[key].strip():
-            return user[key]
+        name = user.get(key)
+        if isinstance(name, str) and name.strip():
+            return name
     return None
 
 
@@ -169,8 +179,9 @@ def _named(value: Any) -> str:
         if value.get("type") == "doc":
             return adf_to_text(value)
         for key in ("name", "value", "displayName", "key"):
-            if isinstance(value.get(key), str):
-                return value[key]
+            text = value.get(key)
+            if isinstance(text, str):
+                return text
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
     return "" if value is None else str(value)
 
@@ -407,13 +418,13 @@ class JiraTickets(TicketIntegration):
                         total,
                     )
                 return comments
-            page_start = page.get("startAt") if isinstance(page.get("startAt"), int) else start
+            page_start = _json_int(page.get("startAt"), start)
             start = page_start + len(items)
             if not isinstance(total, int) or start >= total:
                 return comments
 
     def _snapshot(self, issue: Mapping[str, Any], raw_comments: list[dict[str, Any]]) -> TicketSnapshot:
-        fields_ = issue.get("fields") if isinstance(issue.get("fields"), Mapping) else {}
+        fields_ = _json_object(issue.get("fields"))
         key = str(issue.get("key"))
         created_at = self._time(fields_.get("created"))
         comments = [
@@ -428,9 +439,9 @@ class JiraTickets(TicketIntegration):
             for raw in raw_comments
             if self.include_restricted_comments or not comment_is_restricted(raw)
         ]
-        status = fields_.get("status") if isinstance(fields_.get("status"), Mapping) else {}
+        status = _json_object(fields_.get("status"))
         resolution = fields_.get("resolution")
-        project = fields_.get("project") if isinstance(fields_.get("project"), Mapping) else {}
+        project = _json_object(fields_.get("project"))
         labels = [str(label) for label in fields_.get("labels") or [] if label]
         components = [_named(c) for c in fields_.get("components") or [] if c]
         resolved_at = self._time(fields_.get("resolutiondate"))
@@ -498,7 +509,7 @@ class JiraTickets(TicketIntegration):
                     key = raw.get("key")
                     if not isinstance(key, str) or not key:
                         continue
-                    fields_ = raw.get("fields") if isinstance(raw.get("fields"), Mapping) else {}
+                    fields_ = _json_object(raw.get("fields"))
                     updated = self._time(fields_.get("updated"))
                     last_updated = updated or last_updated
                     if key not in yielded:
@@ -559,7 +570,7 @@ class JiraTickets(TicketIntegration):
                     )
                 return
             yield issues
-            start = (page.get("startAt") if isinstance(page.get("startAt"), int) else start) + len(issues)
+            start = _json_int(page.get("startAt"), start) + len(issues)
             if not isinstance(total, int) or start >= total:
                 return
 
@@ -692,8 +703,8 @@ class JiraTickets(TicketIntegration):
         current = self._object(
             self._call("GET", self._path("issue", key), params={"fields": "status,resolution"}), f"issue {key}"
         )
-        current_fields = current.get("fields") if isinstance(current.get("fields"), Mapping) else {}
-        current_status = current_fields.get("status") if isinstance(current_fields.get("status"), Mapping) else {}
+        current_fields = _json_object(current.get("fields"))
+        current_status = _json_object(current_fields.get("status"))
         if map_status(current_status, current_fields.get("resolution")) is target:
             return None
         answer = self._object(

@@ -48,9 +48,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -153,7 +153,7 @@ def status_category(name: str, is_closed: bool | None, overrides: Mapping[str, S
 
 
 def choose_status(
-    wanted: Status, candidates: list[Mapping[str, Any]], overrides: Mapping[str, Status] | None = None
+    wanted: Status, candidates: Sequence[Mapping[str, Any]], overrides: Mapping[str, Status] | None = None
 ) -> Mapping[str, Any] | None:
     """The candidate status to write for `wanted`: its canonical name if offered, else the first that maps to it."""
     matching = [
@@ -185,7 +185,7 @@ def _name_of(value: Any) -> str | None:
 
 
 # -- configuration ---------------------------------------------------------------------------------
-class _ProjectIdField(fields.Field):
+class _ProjectIdField(fields.Field[Any]):
     """A project identifier ("my-project") or numeric id; YAML may give the latter as an int."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
@@ -199,7 +199,7 @@ class _ProjectIdField(fields.Field):
         return text
 
 
-class _TrackerField(fields.Field):
+class _TrackerField(fields.Field[Any]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
         if value is None or value == "":
             return None
@@ -208,7 +208,7 @@ class _TrackerField(fields.Field):
         return str(value).strip()
 
 
-class _StatusField(fields.Field):
+class _StatusField(fields.Field[Any]):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Status:
         try:
             return Status.parse(value)
@@ -249,7 +249,7 @@ class _Cached:
         with key_lock:
             hit = self._values.get(key)
             if hit and time.monotonic() - hit[0] < CACHE_SECONDS:
-                return hit[1]
+                return cast(_T, hit[1])
             value = load()
             self._values[key] = (time.monotonic(), value)
             return value
@@ -399,7 +399,7 @@ class RedmineTickets(TicketIntegration):
             communication=str(communication) if communication not in (None, "") else None,
         )
         parent = issue.get("parent") or {}
-        extra = {
+        extra: dict[str, Any] = {
             "tracker": _name_of(issue.get("tracker")),
             "priority": _name_of(issue.get("priority")),
             "author": _name_of(issue.get("author")),
@@ -843,17 +843,21 @@ def _comparable(value: Any) -> Any:
 
 def _same(sent: Any, stored: Any) -> bool:
     if isinstance(sent, list) or isinstance(stored, list):  # multi-value fields: a scalar is a one-item list
-        as_list = lambda v: v if isinstance(v, list) else ([] if v in (None, "") else [v])  # noqa: E731
-        return _comparable(as_list(sent)) == _comparable(as_list(stored))
-    return _comparable(sent) == _comparable(stored)
+        return bool(_comparable(_as_list(sent)) == _comparable(_as_list(stored)))
+    return bool(_comparable(sent) == _comparable(stored))
+
+
+def _as_list(value: Any) -> list[Any]:
+    """Multi-value fields: a scalar is a one-item list, nothing is an empty one."""
+    return value if isinstance(value, list) else ([] if value in (None, "") else [value])
 
 
 def _applied(issue: Mapping[str, Any], name: str, value: Any) -> bool:
     """Whether the issue as read back shows the change `name=value` that was sent."""
     if name == "status_id":
-        return (issue.get("status") or {}).get("id") == value
+        return bool((issue.get("status") or {}).get("id") == value)
     if name == "assigned_to_id":
-        return (issue.get("assigned_to") or {}).get("id", "") == value
+        return bool((issue.get("assigned_to") or {}).get("id", "") == value)
     if name in ("subject", "description"):
         return _same(value, issue.get(name))
     if name == "notes":

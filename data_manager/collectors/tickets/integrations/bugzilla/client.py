@@ -203,12 +203,17 @@ class BugzillaClient:
         """
         found: dict[str, list[dict[str, Any]]] = {}
         for batch in _batches(ids):
-            try:
-                found.update(self._comments_batch(batch))
-            except BugzillaNotFound:
-                still = [bug_id for bug_id in batch if bug_id in self.bugs(batch)]
-                if still:
-                    found.update(self._comments_batch(still))
+            for attempt in range(3):
+                try:
+                    found.update(self._comments_batch(batch))
+                    break
+                except BugzillaNotFound:
+                    if attempt == 2:
+                        raise
+                    visible = self.bugs(batch)
+                    batch = [bug_id for bug_id in batch if bug_id in visible]
+                    if not batch:
+                        break
         return found
 
     def _comments_batch(self, batch: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

@@ -77,8 +77,9 @@ def person(login: Any, detail: Any = None) -> str | None:
     """How a person is shown: the real name when Bugzilla gives one, else the login."""
     if isinstance(detail, Mapping):
         for key in ("real_name", "name", "email"):
-            if isinstance(detail.get(key), str) and detail[key].strip():
-                return detail[key]
+            name = detail.get(key)
+            if isinstance(name, str) and name.strip():
+                return name
     return str(login) if login else None
 
 
@@ -100,7 +101,7 @@ def description_and_comments(raw: Iterable[Mapping[str, Any]], include_private: 
             Comment(
                 author=str(item.get("creator") or ""),
                 text=str(item.get("text") or ""),
-                at=item.get("creation_time") or item.get("time"),
+                at=item.get("creation_time") or item.get("time"),  # type: ignore[arg-type]  # Comment parses the ISO text
             )
         )
     return description, comments
@@ -124,7 +125,7 @@ def snapshot(
     description, comments = description_and_comments(raw_comments, include_private)
     status = str(bug.get("status") or "")
     resolution = str(bug.get("resolution") or "")
-    extra = {name: bug.get(name) for name in EXTRA_FIELDS if bug.get(name) not in (None, "", "---")}
+    extra: dict[str, Any] = {name: bug.get(name) for name in EXTRA_FIELDS if bug.get(name) not in (None, "", "---")}
     if bug.get("alias"):
         alias = bug["alias"]
         extra["alias"] = ", ".join(alias) if isinstance(alias, list) else str(alias)
