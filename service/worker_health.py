@@ -17,6 +17,10 @@ from service.settings import Names
 SCHEDULER_STATES = ("running", "standby", "stopped", "off")
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass(frozen=True)
 class WorkerHealth:
     name: str
@@ -26,7 +30,7 @@ class WorkerHealth:
 
 def worker_health(connection: Redis, names: Names) -> list[WorkerHealth]:
     """Every leased worker, with whether its lease is current and its scheduler's state."""
-    members = sorted(m.decode() for m in connection.smembers(names.leased_workers))
+    members = sorted(_text(m) for m in connection.smembers(names.leased_workers))
     if not members:
         return []
     with connection.pipeline(transaction=False) as pipe:

@@ -55,10 +55,10 @@ class RetryAbandonedJobs:
         attempt = (job.number_of_retries or 0) + 1
         verdict = runtime.policy.decide(WorkHorseDied(exc_string.strip().rstrip(";") or "work horse died"), attempt)
         job.meta.update({"attempts": attempt, "error": verdict.reason, "error_kind": verdict.kind.value})
-        job.save_meta()
+        job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         system, ticket_id = job.meta.get("system"), job.meta.get("ticket_id")
-        is_sync = job.func_name == JOB_FUNCTION and system and ticket_id
-        if is_sync:  # the horse marked the ticket running; put it back to waiting (or clear it)
+        if job.func_name == JOB_FUNCTION and isinstance(system, str) and isinstance(ticket_id, str):
+            # the horse marked the ticket running; put it back to waiting (or clear it)
             runtime.coalescer.finish(system, ticket_id, job.id, retrying=verdict.retry)
             runtime.metrics.incr("job", system, "retried" if verdict.retry else "failed")
         fields = {"system": system, "ticket": ticket_id, "job": job.id, "attempt": attempt, "error": verdict.reason}
@@ -67,7 +67,7 @@ class RetryAbandonedJobs:
             return False
         job.ended_at = job.ended_at or now()
         job.started_at = job.started_at or job.ended_at
-        retry = Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])
+        retry = Retry(max=runtime.policy.max_attempts, interval=[rq_retry_interval(verdict.delay)])  # type: ignore[list-item]
         registry = registry or StartedJobRegistry(job.origin, self.connection)  # type: ignore[attr-defined]
         self.handle_job_retry(job, queue, retry, registry, self.execution)  # type: ignore[attr-defined]
         log_event(log, "job_retry", logging.WARNING, delay_s=round(verdict.delay, 2), **fields)

@@ -91,7 +91,7 @@ class WorkerInfo:
     scheduler_state: str = ""  # running | standby | stopped | off
 
 
-def scheduler_state(worker: Worker, *, supervised: bool = True) -> str:
+def scheduler_state(worker: BaseWorker, *, supervised: bool = True) -> str:
     """Whether this worker's RQ scheduler process is doing its job."""
     scheduler = getattr(worker, "scheduler", None)
     if scheduler is None or not supervised:
@@ -102,7 +102,7 @@ def scheduler_state(worker: Worker, *, supervised: bool = True) -> str:
     return "stopped" if scheduler.acquired_locks or process is not None else "standby"
 
 
-def supervise_scheduler(worker: Worker) -> str:
+def supervise_scheduler(worker: BaseWorker) -> str:
     """Restart the worker's scheduler if it died (or take over the queues' locks another one left)."""
     state = scheduler_state(worker)
     if state in ("stopped", "standby"):
@@ -110,7 +110,7 @@ def supervise_scheduler(worker: Worker) -> str:
         assert scheduler is not None
         if state == "stopped":
             log_event(log, "scheduler_restart", logging.WARNING, worker=worker.name)
-        scheduler.acquire_locks(auto_start=True)
+        scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         state = scheduler_state(worker)
     return state
 
@@ -253,6 +253,10 @@ return 1
 """
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _lost_candidates(connection: Redis, names: Names) -> dict[str, str]:
     """Jobs in status "queued" that no queue holds (job id -> queue name): taken by a worker that died
     before starting them. A worker on several queues pops with BLPOP (the job is then on no list at
@@ -262,16 +266,16 @@ def _lost_candidates(connection: Redis, names: Names) -> dict[str, str]:
     candidates: dict[str, str] = {}
     for queue_name in names.queues:
         queue = Queue(queue_name, connection=connection)
-        on_queue |= {j.decode() for j in connection.lrange(queue.key, 0, -1)}
+        on_queue |= {_text(j) for j in connection.lrange(queue.key, 0, -1)}
         started |= set(StartedJobRegistry(queue_name, connection=connection).get_job_ids())
         for job_id in IntermediateQueue(queue.key, connection=connection).get_job_ids():
             candidates[job_id] = queue_name
     for key in connection.scan_iter(match=names.ticket_state("*"), count=1000):
         state = connection.hgetall(key)
         if state.get(b"state") == b"queued" and state.get(b"job"):
-            job_id = state[b"job"].decode()
+            job_id = _text(state[b"job"])
             if job_id not in on_queue:
-                candidates.setdefault(job_id, (state.get(b"queue") or names.live_queue.encode()).decode())
+                candidates.setdefault(job_id, _text(state.get(b"queue") or names.live_queue))
     return {
         job_id: queue_name
         for job_id, queue_name in candidates.items()

@@ -71,7 +71,7 @@ def _digest_of(path: Path) -> str:
 
 def _headers(text: str) -> dict[str, str]:
     """The `Name: value` header lines at the top of a normalised ticket file."""
-    found = {}
+    found: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip():
             break
