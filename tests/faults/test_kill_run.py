@@ -89,10 +89,16 @@ def test_a_job_lost_between_dequeue_and_start_is_back_within_the_lease(stack: Fa
     job_id = stack.post(ticket_id).json()["jobs"][0]["job_id"]
     # What a worker on both queues does when it takes a job (BLPOP), and then it dies before starting it.
     assert stack.redis.lpop(f"rq:queue:{stack.names.live_queue}") == job_id.encode()
+    stack.worker()  # registered: from here on, the worker's scans are looking
     lost_at = time.monotonic()
-    stack.worker()
-    wait_until(lambda: stack.stored_path(ticket_id).exists(), LEASE_SECONDS + 5, "the lost job to run", stack)
+    wait_until(
+        lambda: stack.redis.hget(f"rq:job:{job_id}", "status") != b"queued",
+        LEASE_SECONDS + 5,
+        "the lost job to start again",
+        stack,
+    )
     took = time.monotonic() - lost_at
-    figure("kill", "job lost before start: recovered in", f"{took:.1f} s", f"≤ lease_seconds ({LEASE_SECONDS} s)")
-    assert took <= LEASE_SECONDS + 2  # + worker start-up
+    wait_until(lambda: stack.stored_path(ticket_id).exists(), 20, "the lost job to run", stack)
+    figure("kill", "job lost before start: running again in", f"{took:.1f} s", f"≤ lease_seconds ({LEASE_SECONDS} s)")
+    assert took <= LEASE_SECONDS
     assert stack.failed_count() == 0
