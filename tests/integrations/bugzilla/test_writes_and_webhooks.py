@@ -127,9 +127,17 @@ def test_bmo_webhooks(bugzilla: BugzillaSetup) -> None:
     trimmed = fake.webhook_payload(hidden)
     assert trimmed["bug"] == {"id": hidden, "is_private": True}
     assert [e.ticket_id for e in backend.parse_webhook(_request(trimmed))] == [str(hidden)]
-    for bad in ({"event": {}}, {"bug": {"summary": "x"}}, {"bug": {"id": "abc"}}):
+    for bad in (
+        {"event": {}},
+        {"bug": {"summary": "x"}},
+        {"bug": {"id": "abc"}},
+        {"bug": {"id": 10**30}},
+        {"bug": {"id": True}},
+    ):
         with pytest.raises(WebhookPayloadError):
             backend.parse_webhook(_request(bad))
+    with pytest.raises(WebhookPayloadError):
+        backend.parse_webhook(WebhookRequest(b'{"bug": {"id": ' + b"9" * 5000 + b"}}", {}))
     assert backend.ticket_id_pattern.fullmatch("123") and not backend.ticket_id_pattern.fullmatch("12a")
 
 

@@ -109,7 +109,7 @@ class BugzillaBackend(TicketIntegration):
     system: ClassVar[str] = "bugzilla"
     config_schema = BugzillaConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_key", "webhook_secret"})
-    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[1-9][0-9]*")
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[1-9][0-9]{0,17}")  # bug ids are positive integers
 
     def __init__(
         self,
@@ -289,12 +289,13 @@ class BugzillaBackend(TicketIntegration):
         if not isinstance(bug, dict):
             raise WebhookPayloadError("payload has no 'bug' object (not a Bugzilla Webhooks extension delivery?)")
         bug_id = bug.get("id")
-        if isinstance(bug_id, bool) or not isinstance(bug_id, (int, str)) or not str(bug_id).strip().isdigit():
-            raise WebhookPayloadError("payload has no numeric 'bug.id'")
+        text = str(bug_id).strip() if isinstance(bug_id, (int, str)) and not isinstance(bug_id, bool) else ""
+        if not self.ticket_id_pattern.fullmatch(text):
+            raise WebhookPayloadError("payload has no bug id ('bug.id' must be a positive integer)")
         product = bug.get("product")
         if self.products and isinstance(product, str) and product not in self.products:
             return []  # another product's bug: nothing of ours (a private bug has no product: fetch decides)
-        return [TicketEvent(str(int(str(bug_id).strip())), EventAction.UPSERT)]
+        return [TicketEvent(text, EventAction.UPSERT)]
 
     # -- TicketBackend -----------------------------------------------------------------------------------------
     def create(self, data: TicketData) -> str:
