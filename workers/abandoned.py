@@ -9,9 +9,11 @@ with backoff, its attempts counted, and the failed registry only once the attemp
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from rq import SimpleWorker, Worker
+from rq.exceptions import AbandonedJobError
 from rq.job import Job, Retry
 from rq.queue import Queue
 from rq.registry import StartedJobRegistry
@@ -31,10 +33,43 @@ class WorkHorseDied(TransientError):
 
 
 class RetryAbandonedJobs:
-    """Mixin for RQ worker classes: a dead work horse's job goes through the retry policy."""
+    """Mixin for RQ worker classes: a dead work horse's job goes through the retry policy, and so does
+    a job RQ's registry cleanup finds abandoned (its worker stopped heartbeating)."""
 
     runtime: Runtime  # set by `worker_class_for`
     _abandoned_job_id: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.push_exc_handler(self._retry_when_abandoned)  # type: ignore[attr-defined]
+
+    def _retry_when_abandoned(self, job: Job, exc_type: Any, exc_value: Any, tb: Any) -> bool:
+        """RQ's StartedJobRegistry cleanup fails an abandoned job unless it has retries left: give it
+        one, with the policy's delay, while the policy allows (attempts counted)."""
+        if not (isinstance(exc_type, type) and issubclass(exc_type, AbandonedJobError)):
+            return True  # not ours: the next handler, or RQ's own handling
+        runtime = self.runtime
+        attempt = (job.number_of_retries or 0) + 1
+        verdict = runtime.policy.decide(WorkHorseDied("abandoned: its worker stopped heartbeating"), attempt)
+        job.meta.update({"attempts": attempt, "error": verdict.reason, "error_kind": verdict.kind.value})
+        system, ticket_id = job.meta.get("system"), job.meta.get("ticket_id")
+        if job.func_name == JOB_FUNCTION and isinstance(system, str) and isinstance(ticket_id, str):
+            runtime.coalescer.finish(system, ticket_id, job.id, retrying=verdict.retry)
+        if verdict.retry:
+            job.number_of_retries = attempt
+            job.retries_left = 1
+            job.retry_intervals = [max(1, math.ceil(verdict.delay))]
+            log_event(
+                log,
+                "job_retry",
+                logging.WARNING,
+                job=job.id,
+                system=system,
+                ticket=ticket_id,
+                attempt=attempt,
+                error=verdict.reason,
+            )
+        return True
 
     def handle_work_horse_killed(self, job: Job, retpid: Any, ret_val: Any, rusage: Any) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[misc]
