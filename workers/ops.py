@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -137,6 +137,11 @@ def status(
                     "scheduler": schedulers.get(worker.name, "unknown"),  # unknown: a plain `rq worker`
                 }
             )
+    systems = list(systems)
+    since = datetime.now(UTC) - timedelta(days=1)
+    removals: dict[str, list[dict[str, Any]]] = {system: [] for system in systems}
+    for removal in persistence.removals(since=since) if persistence else []:
+        removals.setdefault(removal.source, []).append(removal.as_dict())
     resyncs = {}
     for system in systems:
         last = persistence.last_resync(system) if persistence else None
@@ -148,4 +153,5 @@ def status(
         "workers": workers,
         "problems": scheduler_problems(worker_health(connection, names)),
         "resync": resyncs,
+        "removals": removals,
     }

@@ -23,7 +23,7 @@ from service.logs import log_event
 from service.runtime import Runtime
 from workers.abandoned import worker_class_for
 from workers.jobs import job_class_for
-from workers.periodic import ensure_scheduled
+from workers.periodic import ensure_all_scheduled, housekeeping
 from workers.recovery import Lease, recover_abandoned, recover_lost_in_transit
 
 log = logging.getLogger("tickets.worker")
@@ -75,7 +75,11 @@ def run_worker(
         recovered += recover_lost_in_transit(maintenance, names, grace_seconds=max(1.0, settings.lease_seconds / 3))
         if recovered:
             log_event(log, "recovered_jobs", logging.WARNING, count=len(recovered))
-        ensure_scheduled(maintenance, names, settings.resync_interval_minutes)
+        ensure_all_scheduled(maintenance, names, runtime.config.resync)
+        try:
+            housekeeping(maintenance, names, runtime.persistence, float(runtime.config.persistence["trash_days"]))
+        except Exception as exc:  # housekeeping must never stop a worker; the next hour tries again
+            log_event(log, "housekeeping_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
         nonlocal last_sweep
         if time.monotonic() - last_sweep > TEMP_SWEEP_SECONDS:
             last_sweep = time.monotonic()
