@@ -93,5 +93,9 @@ class Names:
     def lock(self, name: str) -> str:
         return f"{self.prefix}:lock:{name}"
 
+    def lost_job(self, job_id: str) -> str:
+        """When a job was first seen taken off its queue but not started."""
+        return f"{self.prefix}:lost:{job_id}"
+
     def periodic_slot(self, slot: int) -> str:
         return f"{self.prefix}:periodic-resync:{slot}"

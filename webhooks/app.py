@@ -33,6 +33,7 @@ from service.logs import log_event
 from service.metrics import Metrics
 from service.runtime import Runtime
 from service.settings import PipelineSettings
+from service.worker_health import scheduler_problems, worker_health
 from webhooks import metrics as prometheus
 from webhooks.openapi import openapi_document
 from webhooks.schemas import AcceptedSchema, ErrorSchema, EventSchema, HealthSchema
@@ -235,18 +236,27 @@ def reject(system: str, status: int, code: str, message: str, **details: Any) ->
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
+    """503 when Redis does not answer (within the request's deadline); "degraded" (still 200: the web
+    service itself is fine) when a worker's scheduler is not running."""
     service = _service()
+    workers: dict[str, Any] = {}
+    problems: list[str] = []
     try:
         service.redis.ping()
+        found = worker_health(service.redis, service.settings.names)
+        workers = {w.name: {"alive": w.alive, "scheduler": w.scheduler} for w in found}
+        problems = scheduler_problems(found)
         redis_state, status = "ok", 200
     except RedisError as exc:
         redis_state, status = f"unreachable: {type(exc).__name__}", 503
     body = _health.dump(
         {
-            "status": "ok" if status == 200 else "unavailable",
+            "status": "unavailable" if status != 200 else "degraded" if problems else "ok",
             "redis": redis_state,
             "config": service.config.source_path or "(in memory)",
             "systems": sorted(service.integrations),
+            "workers": workers,
+            "problems": problems,
         }
     )
     return jsonify(body), status

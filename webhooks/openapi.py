@@ -153,11 +153,15 @@ def openapi_document(systems: Iterable[str], content_types: Mapping[str, Iterabl
                     "type": "object",
                     "required": ["status", "redis", "config", "systems"],
                     "properties": {
-                        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                        "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
                         "redis": _STRING,
                         "config": _STRING,
                         "systems": {"type": "array", "items": _STRING},
-                        "workers": {"type": "object"},
+                        "workers": {
+                            "type": "object",
+                            "description": "Leased workers: {name: {alive, scheduler: running|standby|stopped|off}}",
+                        },
+                        "problems": {"type": "array", "items": _STRING},
                     },
                 },
             }

@@ -50,3 +50,5 @@ class HealthSchema(Schema):
     redis = fields.String(required=True)
     config = fields.String(required=True)
     systems = fields.List(fields.String(), required=True)
+    workers = fields.Dict(keys=fields.String(), values=fields.Dict())  # name -> {alive, scheduler}
+    problems = fields.List(fields.String())

@@ -284,9 +284,11 @@ def status(state: CliState, as_json: bool) -> None:
     click.echo(f"workers: {len(report['workers'])}")
     for w in report["workers"]:
         click.echo(
-            f"  {w['name']} [{w['state']}{'' if w['alive'] else ', DEAD'}] on {w['queues']}"
+            f"  {w['name']} [{w['state']}{'' if w['alive'] else ', DEAD'}] on {w['queues']}, scheduler {w['scheduler']}"
             + (f" running {w['current_job']}" if w["current_job"] else "")
         )
+    for problem in report["problems"]:
+        click.echo(f"  WARNING {problem}")
     click.echo(f"failed jobs: {report['failed']}")
     click.echo("resync:")
     for system, info in report["resync"].items():

@@ -15,6 +15,7 @@ from rq.registry import FailedJobRegistry
 from data_manager.collectors.persistence import PersistenceService
 from service.coalesce import JOB_FUNCTION, Coalescer
 from service.settings import Names
+from service.worker_health import scheduler_problems, worker_health
 from workers.recovery import worker_is_dead
 
 
@@ -118,6 +119,7 @@ def status(
                 "failed": queue.failed_job_registry.count,
             }
         )
+    schedulers = {w.name: w.scheduler for w in worker_health(connection, names)}
     workers = []
     seen: set[str] = set()
     for queue_name in names.queues:
@@ -132,6 +134,7 @@ def status(
                     "queues": ",".join(worker.queue_names()),
                     "current_job": worker.get_current_job_id() or "",
                     "alive": not worker_is_dead(connection, names, worker.name),
+                    "scheduler": schedulers.get(worker.name, "unknown"),  # unknown: a plain `rq worker`
                 }
             )
     systems = list(systems)
@@ -148,6 +151,7 @@ def status(
         "queues": queues,
         "failed": sum(q["failed"] for q in queues),
         "workers": workers,
+        "problems": scheduler_problems(worker_health(connection, names)),
         "resync": resyncs,
         "removals": removals,
     }

@@ -10,6 +10,17 @@ recovered once RQ's own worker registration has expired.
 
 Every worker runs the scan on start (before its scheduler takes the queue locks) and then every
 few seconds, under a Redis lock so two scans never requeue the same job.
+
+Two more ways to lose a job are covered by the same scan:
+- A worker that took a job off its queue and died before starting it leaves the job "queued" on
+  no queue (or, for a worker on one queue, on the queue's "intermediate" list, which RQ fails after
+  a minute at its next maintenance, every 10 minutes). Such a job goes back to the front of its
+  queue once two scans `lease_seconds / 3` apart have seen it so.
+- The scheduler (a process the worker forks: it fires delayed retries and the periodic resync)
+  exits on a Redis error and RQ restarts it only at its next maintenance. The lease thread
+  restarts it within seconds and reports its state (`running`, `standby`: another worker's
+  scheduler holds the queues, `stopped`, `off`) in the lease info that `tickets status` and
+  `/healthz` show.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +39,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.worker import BaseWorker
@@ -75,6 +88,31 @@ class WorkerInfo:
     pid: int
     horse_pid: int = 0
     scheduler: str = ""
+    scheduler_state: str = ""  # running | standby | stopped | off
+
+
+def scheduler_state(worker: BaseWorker, *, supervised: bool = True) -> str:
+    """Whether this worker's RQ scheduler process is doing its job."""
+    scheduler = getattr(worker, "scheduler", None)
+    if scheduler is None or not supervised:
+        return "off"
+    process = getattr(scheduler, "_process", None)
+    if process is not None and process.is_alive():
+        return "running"
+    return "stopped" if scheduler.acquired_locks or process is not None else "standby"
+
+
+def supervise_scheduler(worker: BaseWorker) -> str:
+    """Restart the worker's scheduler if it died (or take over the queues' locks another one left)."""
+    state = scheduler_state(worker)
+    if state in ("stopped", "standby"):
+        scheduler = worker.scheduler
+        assert scheduler is not None
+        if state == "stopped":
+            log_event(log, "scheduler_restart", logging.WARNING, worker=worker.name)
+        scheduler.acquire_locks(auto_start=True)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
+        state = scheduler_state(worker)
+    return state
 
 
 class Lease:
@@ -87,19 +125,25 @@ class Lease:
         worker: BaseWorker,
         lease_seconds: int,
         on_tick: Callable[[], None] | None = None,
+        supervise: bool = False,
     ) -> None:
         self.connection = redis_url_client()  # its own connection: never shared with the worker
         self.names = names
         self.worker = worker
         self.lease_seconds = lease_seconds
         self.on_tick = on_tick
+        self.supervise = supervise  # restart the scheduler when it dies (not in burst mode: it runs inline)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def info(self) -> WorkerInfo:
         scheduler = getattr(self.worker, "scheduler", None)
         return WorkerInfo(
-            host_identity(), os.getpid(), int(self.worker.horse_pid or 0), getattr(scheduler, "name", "") or ""
+            host_identity(),
+            os.getpid(),
+            int(self.worker.horse_pid or 0),
+            getattr(scheduler, "name", "") or "",
+            scheduler_state(self.worker, supervised=self.supervise),
         )
 
     def renew(self) -> None:
@@ -118,6 +162,13 @@ class Lease:
     def _run(self) -> None:
         interval = max(0.5, self.lease_seconds / 3)
         while not self._stop.wait(interval):
+            if self.supervise:
+                try:
+                    supervise_scheduler(self.worker)
+                except RedisError as exc:
+                    log.warning("scheduler check failed: %s", exc)
+                except Exception:
+                    log.exception("scheduler check failed")
             try:
                 self.renew()
                 if self.on_tick:
@@ -178,6 +229,82 @@ def _forget_worker(connection: Redis, names: Names, worker_name: str) -> None:
             lock = SCHEDULER_LOCK.format(queue_name)
             if connection.get(lock) == info.scheduler.encode():
                 connection.delete(lock)
+
+
+# Put a job taken off its queue but never started back at the front of its queue, unless it started
+# (or went back) meanwhile: KEYS = job hash, first-seen key, target queue, then every list it may be on.
+_RETURN_LOST = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+local removed = 0
+for i = 4, #KEYS do
+  if string.sub(KEYS[i], -13) == ':intermediate' then
+    removed = removed + redis.call('LREM', KEYS[i], 0, ARGV[1])
+  elseif redis.call('LPOS', KEYS[i], ARGV[1]) then
+    redis.call('DEL', KEYS[2])
+    return 0
+  end
+end
+redis.call('LPUSH', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[2])
+return 1
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _lost_candidates(connection: Redis, names: Names) -> dict[str, str]:
+    """Jobs in status "queued" that no queue holds (job id -> queue name): taken by a worker that died
+    before starting them. A worker on several queues pops with BLPOP (the job is then on no list at
+    all), a worker on one queue moves it to the queue's intermediate list."""
+    on_queue: set[str] = set()
+    started: set[str] = set()
+    candidates: dict[str, str] = {}
+    for queue_name in names.queues:
+        queue = Queue(queue_name, connection=connection)
+        on_queue |= {_text(j) for j in connection.lrange(queue.key, 0, -1)}
+        started |= set(StartedJobRegistry(queue_name, connection=connection).get_job_ids())
+        for job_id in IntermediateQueue(queue.key, connection=connection).get_job_ids():
+            candidates[job_id] = queue_name
+    for key in connection.scan_iter(match=names.ticket_state("*"), count=1000):
+        state = connection.hgetall(key)
+        if state.get(b"state") == b"queued" and state.get(b"job"):
+            job_id = _text(state[b"job"])
+            if job_id not in on_queue:
+                candidates.setdefault(job_id, _text(state.get(b"queue") or names.live_queue))
+    return {
+        job_id: queue_name
+        for job_id, queue_name in candidates.items()
+        if job_id not in started and connection.hget(Job.key_for(job_id), "status") == b"queued"
+    }
+
+
+def recover_lost_in_transit(connection: Redis, names: Names, grace_seconds: float) -> list[str]:
+    """Jobs taken off a queue and never started: back at the front of their queue once they have been
+    seen that way for `grace_seconds` (a live worker starts a job it took within milliseconds)."""
+    recovered: list[str] = []
+    script = connection.register_script(_RETURN_LOST)
+    lists = []
+    for queue_name in names.queues:
+        key = Queue(queue_name, connection=connection).key
+        lists += [key, IntermediateQueue.get_intermediate_queue_key(key)]
+    for job_id, queue_name in _lost_candidates(connection, names).items():
+        seen_key = names.lost_job(job_id)
+        first_seen = connection.get(seen_key)
+        if first_seen is None:
+            connection.set(seen_key, str(time.time()), ex=max(60, int(grace_seconds * 10)))
+            continue
+        if time.time() - float(first_seen) < grace_seconds:
+            continue
+        target = Queue(queue_name, connection=connection).key
+        if script(keys=[Job.key_for(job_id), seen_key, target, *lists], args=[job_id]):
+            recovered.append(job_id)
+            log_event(log, "job_recovered", logging.WARNING, job=job_id, queue=queue_name, reason="never started")
+    return recovered
 
 
 def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> list[str]:

@@ -1,25 +1,33 @@
 """`tickets worker`: an RQ worker on the live and bulk queues (live first), with the scheduler.
 
 Around RQ's own worker it adds: the runtime built once before forking, a lease proving it alive,
-prompt recovery of jobs a dead worker left behind (at start and every few seconds), and the
-periodic resync's scheduling.
+prompt recovery of jobs a dead worker left behind or a dead worker took and never started (at start
+and every few seconds), retries for jobs whose work horse died, a supervised scheduler, a fresh RQ
+worker when RQ's quits on a Redis error, the periodic resync's scheduling, and the data directory's
+crash leftovers cleaned up (at start and every few minutes).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
-from rq import Queue, SimpleWorker, Worker
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
 from rq.worker import BaseWorker
 
+from data_manager.collectors.housekeeping import remove_orphaned_temp_files, startup_check
 from service.logs import log_event
 from service.runtime import Runtime
+from workers.abandoned import worker_class_for
 from workers.jobs import job_class_for
 from workers.periodic import ensure_all_scheduled, housekeeping
-from workers.recovery import Lease, recover_abandoned
+from workers.recovery import Lease, recover_abandoned, recover_lost_in_transit
 
 log = logging.getLogger("tickets.worker")
+TEMP_SWEEP_SECONDS = 300  # how often a worker removes crash-orphaned temp files from the data directory
 
 
 def build_worker(
@@ -32,7 +40,7 @@ def build_worker(
         raise ValueError(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
-    worker_class: type[BaseWorker] = Worker if fork else SimpleWorker
+    worker_class: type[BaseWorker] = worker_class_for(runtime, fork=fork)
     return worker_class(
         [Queue(q, connection=connection) for q in queue_names],
         connection=connection,
@@ -53,6 +61,9 @@ def run_worker(
     logging_level: str = "INFO",
 ) -> bool:
     runtime.prepare_for_jobs()  # once, before the first fork
+    startup_check(runtime.persistence)  # crash leftovers: old temp files, catalog rows out of step with files
+    tickets_dir = runtime.persistence.tickets_dir
+    last_sweep = time.monotonic()
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
 
@@ -61,6 +72,7 @@ def run_worker(
 
     def tick() -> None:
         recovered = recover_abandoned(maintenance, names, coalescer)
+        recovered += recover_lost_in_transit(maintenance, names, grace_seconds=max(1.0, settings.lease_seconds / 3))
         if recovered:
             log_event(log, "recovered_jobs", logging.WARNING, count=len(recovered))
         ensure_all_scheduled(maintenance, names, runtime.config.resync)
@@ -68,21 +80,76 @@ def run_worker(
             housekeeping(maintenance, names, runtime.persistence, float(runtime.config.persistence["trash_days"]))
         except Exception as exc:  # housekeeping must never stop a worker; the next hour tries again
             log_event(log, "housekeeping_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+        nonlocal last_sweep
+        if time.monotonic() - last_sweep > TEMP_SWEEP_SECONDS:
+            last_sweep = time.monotonic()
+            remove_orphaned_temp_files(tickets_dir)
 
-    lease = Lease(runtime.connect, names, worker, settings.lease_seconds, on_tick=tick)
-    lease.start()  # before recovery, so this worker never looks dead to itself
+    attempt = 0
+    while True:
+        lease = Lease(
+            runtime.connect,
+            names,
+            worker,
+            settings.lease_seconds,
+            on_tick=tick,
+            supervise=with_scheduler and not burst,
+        )
+        try:
+            lease.start()  # before recovery, so this worker never looks dead to itself
+            tick()
+            log_event(
+                log,
+                "worker_started",
+                worker=worker.name,
+                queues=",".join(q.name for q in worker.queues),
+                scheduler=with_scheduler,
+                fork=fork,
+            )
+            return bool(
+                worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
+            )
+        except RedisError as exc:
+            # RQ's worker quits on a Redis error outside its dequeue (e.g. while watching a work horse). A
+            # Redis restart must not take the worker with it: abandon this RQ worker (its job is recovered
+            # through the lease like any dead worker's) and start a fresh one once Redis answers again.
+            if burst:
+                raise
+            log_event(log, "worker_lost_redis", logging.ERROR, worker=worker.name, error=type(exc).__name__)
+            _abandon(worker)
+        finally:
+            lease.stop()
+        attempt += 1
+        _wait_for_redis(maintenance)
+        scheduler = getattr(worker, "scheduler", None)
+        if scheduler is not None:  # so the next worker's scheduler takes the queues at once, not in a minute
+            try:
+                scheduler.release_locks()
+            except RedisError:
+                pass
+        worker = build_worker(runtime, queues, name=f"{name}-{attempt}" if name else None, fork=fork)
+
+
+def _abandon(worker: BaseWorker) -> None:
+    """Stop what a failed RQ worker left running: its work horse and its scheduler process."""
     try:
-        tick()
-        log_event(
-            log,
-            "worker_started",
-            worker=worker.name,
-            queues=",".join(q.name for q in worker.queues),
-            scheduler=with_scheduler,
-            fork=fork,
-        )
-        return bool(
-            worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
-        )
-    finally:
-        lease.stop()
+        if worker.horse_pid:
+            worker.kill_horse()
+    except OSError:
+        pass
+    scheduler = getattr(worker, "scheduler", None)
+    process = getattr(scheduler, "_process", None)
+    if process is not None and process.is_alive():
+        process.terminate()
+        process.join(5)
+
+
+def _wait_for_redis(connection: Redis, *, cap: float = 5.0) -> None:
+    delay = 0.2
+    while True:
+        try:
+            connection.ping()
+            return
+        except RedisError:
+            time.sleep(delay)
+            delay = min(cap, delay * 2)

@@ -1,0 +1,78 @@
+"""Crash leftovers: old temp files swept, catalog reconciled with the files (each case a crash leaves)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from data_manager.collectors.housekeeping import reconcile, remove_orphaned_temp_files, startup_check
+from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets.ticket_resource import TicketResource
+from service.worker_health import WorkerHealth, scheduler_problems
+
+
+def resource(ticket_id: str, text: str, hour: int = 1) -> TicketResource:
+    when = datetime(2024, 5, 1, hour, tzinfo=UTC)
+    content = f"Title: {text}\nTicket: memory:{ticket_id}\nUpdated: {when.isoformat()}\n\n{text}\n"
+    return TicketResource(ticket_id=ticket_id, content=content, source_type="memory", metadata={"updated_at": when})
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_only_temp_files_older_than_the_threshold_are_removed(tmp_path: Path) -> None:
+    old, young, ticket = tmp_path / ".memory_T1.txt.abc.tmp", tmp_path / ".memory_T2.txt.def.tmp", tmp_path / "x.txt"
+    for path in (old, young, ticket):
+        path.write_text("x")
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    os.utime(ticket, (past, past))
+    assert remove_orphaned_temp_files(tmp_path, older_than=300) == [old]
+    assert young.exists() and ticket.exists()
+
+
+def test_reconcile_makes_the_catalog_describe_the_files(tmp_path: Path) -> None:
+    persistence = PersistenceService(tmp_path)
+    for ticket_id in ("T1", "T2", "T3"):
+        persistence.upsert(resource(ticket_id, f"first {ticket_id}"))
+    # A crash after the rename, before the commit: an update's file with the old row ...
+    time.sleep(0.01)
+    newer = resource("T1", "second T1", hour=2)
+    persistence.content_path("memory_T1").write_text(newer.content)
+    # ... a new ticket's file with no row at all ...
+    persistence.content_path("memory_T9").write_text(resource("T9", "new T9").content)
+    # ... and a delete that removed the file, not the row.
+    persistence.content_path("memory_T3").unlink()
+    # A file that does not say which ticket it is stays where it is.
+    persistence.content_path("memory_T8").write_text("no headers here")
+
+    report = reconcile(persistence)
+    assert (report.rows_updated, report.rows_added, report.rows_removed) == (
+        ["memory_T1"],
+        ["memory_T9"],
+        ["memory_T3"],
+    )
+    assert report.unknown_files == ["memory_T8.txt"]
+    entries = {e.hash: e for e in persistence.list_entries()}
+    assert set(entries) == {"memory_T1", "memory_T2", "memory_T9"}
+    assert entries["memory_T1"].content_digest == sha(persistence.content_path("memory_T1"))
+    assert entries["memory_T1"].updated_at.startswith("2024-05-01T02:00")
+    assert (entries["memory_T9"].source, entries["memory_T9"].ticket_id) == ("memory", "T9")
+    assert persistence.content_path("memory_T8").exists()
+    # A second start finds nothing to do; an older snapshot no longer overwrites the newer file.
+    assert startup_check(persistence).changed == 0
+    assert persistence.upsert(resource("T1", "first T1")).value == "stale"
+
+
+def test_scheduler_problems_name_the_worker() -> None:
+    assert scheduler_problems([WorkerHealth("a", True, "running"), WorkerHealth("b", True, "standby")]) == []
+    assert scheduler_problems([WorkerHealth("a", True, "running"), WorkerHealth("b", True, "stopped")]) == [
+        "worker b: scheduler stopped"
+    ]
+    [problem] = scheduler_problems([WorkerHealth("a", True, "off"), WorkerHealth("d", False, "running")])
+    assert "no live worker runs a scheduler" in problem
+    assert scheduler_problems([]) == []
