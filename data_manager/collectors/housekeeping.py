@@ -20,9 +20,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from data_manager.collectors.tickets.model import parse_datetime
+from data_manager.collectors.tickets.ticket_resource import resource_hash
 
 if TYPE_CHECKING:
     from data_manager.collectors.persistence import PersistenceService
@@ -82,8 +85,6 @@ def _headers(text: str) -> dict[str, str]:
 
 
 def _updated(headers: dict[str, str]) -> tuple[str, float | None]:
-    from data_manager.collectors.tickets.model import parse_datetime
-
     try:
         when: datetime | None = parse_datetime(headers.get("Updated") or None)
     except (ValueError, TypeError):
@@ -93,8 +94,6 @@ def _updated(headers: dict[str, str]) -> tuple[str, float | None]:
 
 def reconcile(persistence: PersistenceService) -> ReconcileReport:
     """Make the catalog agree with the ticket files (under the catalog's write lock)."""
-    from data_manager.collectors.tickets.ticket_resource import resource_hash
-
     report = ReconcileReport()
     directory = persistence.tickets_dir
     with persistence.catalog.write() as conn:
@@ -176,8 +175,6 @@ def _maybe_newer(paths: tuple[Path, ...], written_at: str) -> bool:
 
 
 def _mtime_iso(path: Path) -> str:
-    from datetime import UTC
-
     return datetime.fromtimestamp(os.stat(path).st_mtime, UTC).isoformat()
 
 
