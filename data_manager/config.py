@@ -65,6 +65,20 @@ class ResyncSchema(Schema):
 
     # Periodic incremental resync run by the worker's scheduler; 0 turns it off.
     interval_minutes = fields.Integer(load_default=0, validate=validate.Range(min=0, max=7 * 24 * 60))
+    # Periodic FULL resync (heals what no webhook reports, e.g. Redmine's edited notes); 0 turns it off.
+    full_interval_hours = fields.Integer(load_default=0, validate=validate.Range(min=0, max=90 * 24))
+    # Mass-deletion guard: a full resync that would remove more than this fraction of a system's stored
+    # tickets AND more than max_delete_min of them removes none (`--allow-mass-delete` overrides once).
+    max_delete_fraction = fields.Float(load_default=0.1, validate=validate.Range(min=0, max=1))
+    max_delete_min = fields.Integer(load_default=20, validate=validate.Range(min=0))
+
+
+class PersistenceSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    # Removed copies stay in <data_path>/trash/ this many days (`tickets restore`), then the worker purges them.
+    trash_days = fields.Float(load_default=7.0, validate=validate.Range(min=0, max=3650))
 
 
 class WebhooksSchema(Schema):
@@ -94,7 +108,8 @@ class AppConfig:
     data_path: Path
     sources: dict[str, dict[str, Any]]  # system -> validated mapping (enabled ones fully validated)
     redis: dict[str, Any] = field(default_factory=dict)
-    resync: dict[str, Any] = field(default_factory=dict)
+    resync: dict[str, Any] = field(default_factory=lambda: dict(ResyncSchema().load({})))
+    persistence: dict[str, Any] = field(default_factory=lambda: dict(PersistenceSchema().load({})))
     webhooks: dict[str, Any] = field(default_factory=dict)
     workers: dict[str, Any] = field(default_factory=lambda: dict(WorkersSchema().load({})))
     source_path: str = ""
@@ -196,6 +211,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
         sources=sources,
         redis=section("redis", RedisSchema(), {"url": env.get("REDIS_URL")}),
         resync=section("resync", ResyncSchema()),
+        persistence=section("persistence", PersistenceSchema()),
         webhooks=section("webhooks", WebhooksSchema()),
         workers=section("workers", WorkersSchema()),
         source_path=source_path,

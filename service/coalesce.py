@@ -6,6 +6,7 @@ State per ticket lives in a small hash `<prefix>:sync:<ticket key>`:
     state  "queued" (waiting, or waiting for a retry) | "running" (fetching now)
     queue  the queue the job is on
     rerun  "1" when an event arrived while the job was running
+    delete "1" when a delete event asked for the run (only labels a removal in the log: the job re-fetches)
 
 Every transition is atomic: `submit` and `finish` (which may enqueue) run as WATCH/MULTI
 transactions together with RQ's own enqueue writes; `begin` is a Lua script. A run marks itself
@@ -110,8 +111,11 @@ class Coalescer:
         self._begin = connection.register_script(_BEGIN)
 
     # -- called by webhooks, resync --enqueue, requeue -------------------------------------------
-    def submit(self, system: str, ticket_id: str, *, queue: str | None = None) -> SubmitResult:
-        """Make sure the ticket will be synced after now, adding at most one job."""
+    def submit(self, system: str, ticket_id: str, *, queue: str | None = None, delete: bool = False) -> SubmitResult:
+        """Make sure the ticket will be synced after now, adding at most one job.
+
+        `delete` marks the run as asked for by a delete event, so a removal it makes is logged as one.
+        """
         queue_name = queue or self.names.live_queue
         if queue_name not in self.queues:
             raise ValueError(f"unknown queue {queue_name!r} (known: {', '.join(self.queues)})")
@@ -120,7 +124,7 @@ class Coalescer:
         with self.connection.pipeline() as pipe:
             for _ in range(WATCH_ATTEMPTS):
                 try:
-                    result = self._submit_once(pipe, system, ticket_id, key, state_key, queue_name)
+                    result = self._submit_once(pipe, system, ticket_id, key, state_key, queue_name, delete)
                     break
                 except WatchError:
                     continue
@@ -136,7 +140,7 @@ class Coalescer:
         return result
 
     def _submit_once(
-        self, pipe: Any, system: str, ticket_id: str, key: str, state_key: str, queue_name: str
+        self, pipe: Any, system: str, ticket_id: str, key: str, state_key: str, queue_name: str, delete: bool = False
     ) -> SubmitResult:
         pipe.watch(state_key)
         state = pipe.hgetall(state_key)
@@ -148,21 +152,26 @@ class Coalescer:
                 current_queue = _text(state.get(b"queue")) or queue_name
                 if state.get(b"state") != b"running":
                     pipe.unwatch()
+                    if delete:
+                        self.connection.hset(state_key, "delete", "1")
                     self.metrics.incr("coalesced", system, "queued")
                     return SubmitResult(Submission.COALESCED, current, current_queue)
                 rerun_queue = _text(state.get(b"rerun_queue"))
                 if state.get(b"rerun") == b"1" and (rerun_queue == self.names.live_queue or rerun_queue == queue_name):
                     pipe.unwatch()
+                    if delete:
+                        self.connection.hset(state_key, "rerun_delete", "1")
                     self.metrics.incr("coalesced", system, "running")
                     return SubmitResult(Submission.COALESCED, current, current_queue)
                 pipe.multi()
-                pipe.hset(state_key, mapping={"rerun": "1", "rerun_queue": self._preferred(rerun_queue, queue_name)})
+                rerun = {"rerun": "1", "rerun_queue": self._preferred(rerun_queue, queue_name)}
+                pipe.hset(state_key, mapping={**rerun, **({"rerun_delete": "1"} if delete else {})})
                 pipe.execute()
                 self.metrics.incr("coalesced", system, "running")
                 return SubmitResult(Submission.RERUN_SCHEDULED, current, current_queue)
         job_id = new_job_id(self.names, key)
         pipe.multi()
-        self._enqueue(pipe, system, ticket_id, state_key, job_id, queue_name)
+        self._enqueue(pipe, system, ticket_id, state_key, job_id, queue_name, delete=delete)
         pipe.execute()
         self.metrics.incr("enqueued", system, queue_name)
         return SubmitResult(Submission.ENQUEUED, job_id, queue_name)
@@ -171,10 +180,21 @@ class Coalescer:
         """Of two queues a re-run was asked for, the live one wins."""
         return self.names.live_queue if self.names.live_queue in (first, second) else (first or second)
 
-    def _enqueue(self, pipe: Any, system: str, ticket_id: str, state_key: str, job_id: str, queue_name: str) -> None:
+    def _enqueue(
+        self,
+        pipe: Any,
+        system: str,
+        ticket_id: str,
+        state_key: str,
+        job_id: str,
+        queue_name: str,
+        *,
+        delete: bool = False,
+    ) -> None:
         """Queue the job and its state on `pipe` (already in MULTI)."""
         pipe.delete(state_key)
-        pipe.hset(state_key, mapping={"job": job_id, "state": "queued", "queue": queue_name, "rerun": "0"})
+        state = {"job": job_id, "state": "queued", "queue": queue_name, "rerun": "0"}
+        pipe.hset(state_key, mapping={**state, **({"delete": "1"} if delete else {})})
         pipe.expire(state_key, STATE_TTL_SECONDS)
         self.queues[queue_name].enqueue_call(
             JOB_FUNCTION,
@@ -216,7 +236,9 @@ class Coalescer:
                     pipe.multi()
                     if retrying:  # the retry fetches afresh, so it covers any event seen meanwhile
                         pipe.hset(state_key, mapping={"state": "queued", "rerun": "0"})
-                        pipe.hdel(state_key, "rerun_queue")
+                        if state.get(b"rerun_delete") == b"1":
+                            pipe.hset(state_key, "delete", "1")
+                        pipe.hdel(state_key, "rerun_queue", "rerun_delete")
                         pipe.execute()
                         return None
                     if state.get(b"rerun") == b"1":
@@ -224,7 +246,15 @@ class Coalescer:
                             _text(state.get(b"rerun_queue")) or _text(state.get(b"queue")) or self.names.live_queue
                         )
                         rerun_id = new_job_id(self.names, key)
-                        self._enqueue(pipe, system, ticket_id, state_key, rerun_id, queue_name)
+                        self._enqueue(
+                            pipe,
+                            system,
+                            ticket_id,
+                            state_key,
+                            rerun_id,
+                            queue_name,
+                            delete=state.get(b"rerun_delete") == b"1",
+                        )
                         pipe.execute()
                         self.metrics.incr("enqueued", system, queue_name)
                         return rerun_id
@@ -241,6 +271,11 @@ class Coalescer:
         pipe.hset(state_key, mapping={"job": job_id, "state": "queued", "queue": queue_name, "rerun": "0"})
         pipe.hdel(state_key, "rerun_queue")
         pipe.expire(state_key, STATE_TTL_SECONDS)
+
+    def asked_to_delete(self, system: str, ticket_id: str, job_id: str) -> bool:
+        """Whether a delete event asked for the ticket's job `job_id` (a label for the removal log only)."""
+        state = self.state(system, ticket_id)
+        return state.get("job") == job_id and state.get("delete") == "1"
 
     def state(self, system: str, ticket_id: str) -> dict[str, str]:
         raw = self.connection.hgetall(self.names.ticket_state(ticket_key(system, ticket_id)))

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from data_manager.collectors.tickets.errors import WebhookError
-from data_manager.collectors.tickets.integration import TicketEvent, TicketIntegration, WebhookRequest
+from data_manager.collectors.tickets.integration import EventAction, TicketEvent, TicketIntegration, WebhookRequest
 from data_manager.config import AppConfig, config_path, load_config
 from service.coalesce import Coalescer
 from service.connection import Role
@@ -191,7 +191,7 @@ def receive(system: str) -> Response | tuple[Response, int]:
 
     jobs = []
     for event in events:
-        result = service.coalescer.submit(system, event.ticket_id)
+        result = service.coalescer.submit(system, event.ticket_id, delete=event.action is EventAction.DELETE)
         jobs.append(
             {
                 "ticket_id": event.ticket_id,

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
+from data_manager.collectors.tickets.resync import DeleteGuard
 from data_manager.config import AppConfig, config_path, load_config
 from service.connection import Role, redacted_url
 from service.logs import configure_logging
@@ -122,6 +123,11 @@ def _check_systems(state: CliState, systems: Sequence[str]) -> list[str] | None:
 @click.option(
     "--concurrency", type=click.IntRange(1, 64), help="Parallel fetches (default: the system's resync_concurrency)."
 )
+@click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="This run only: a full resync may remove more than resync.max_delete_fraction / max_delete_min.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def resync(
@@ -131,6 +137,7 @@ def resync(
     full: bool,
     enqueue: bool,
     concurrency: int | None,
+    allow_mass_delete: bool,
     as_json: bool,
 ) -> None:
     """Resync tickets: incremental from the stored cursor by default."""
@@ -143,7 +150,9 @@ def resync(
         raise click.ClickException("no ticket system is enabled; enable one under data_manager.sources.tickets")
     if enqueue:
         _redis_or_fail(state)
-        summaries = enqueue_resync(runtime, systems=selected, since=since_at, full=full)
+        summaries = enqueue_resync(
+            runtime, systems=selected, since=since_at, full=full, allow_mass_delete=allow_mass_delete
+        )
         rows = {name: queued.as_dict() for name, queued in summaries.items()}
         ok = all(queued.ok for queued in summaries.values())
         if as_json:
@@ -168,6 +177,7 @@ def resync(
             full=full,
             concurrency=concurrency,
             progress_factory=reporter.factory,
+            guard=DeleteGuard.from_config(runtime.config.resync, allow_mass_delete=allow_mass_delete),
         )
     finally:
         reporter.close()
@@ -283,14 +293,55 @@ def status(state: CliState, as_json: bool) -> None:
         if not last:
             click.echo(f"  {system}: never")
             continue
+        shown = ("listed", "enqueued", "deleted", "failed") if last.get("dispatch") == "bulk" else None
         counts = ", ".join(
-            f"{k} {last[k]}" for k in ("fetched", "written", "deleted", "failed", "listed", "enqueued") if k in last
+            f"{k} {last[k]}"
+            for k in shown or ("fetched", "written", "deleted", "failed", "listed", "enqueued")
+            if k in last
         )
         click.echo(
             f"  {system}: {last.get('finished_at', '?')} ({last.get('mode', '?')}) {counts}"
             + (f" ERROR {last['error']}" if last.get("error") else "")
             + f"; cursor {info['cursor'] or '-'}"
         )
+    click.echo("removed in the last 24 hours (in the trash; `tickets restore SYSTEM TICKET_ID` puts one back):")
+    if not any(report["removals"].values()):
+        click.echo("  none")
+    for system, removals in report["removals"].items():
+        if not removals:
+            continue
+        reasons: dict[str, int] = {}
+        for removal in removals:
+            reasons[removal["reason"]] = reasons.get(removal["reason"], 0) + 1
+        click.echo(
+            f"  {system}: {len(removals)} (" + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items())) + ")"
+        )
+        for removal in removals[:10]:
+            click.echo(f"    {removal['ticket_id']}  {removal['removed_at']}  {removal['reason']}")
+        if len(removals) > 10:
+            click.echo(f"    ... and {len(removals) - 10} more (`tickets status --json` lists them all)")
+
+
+# -- restore -----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("system")
+@click.argument("ticket_id")
+@click.pass_obj
+def restore(state: CliState, system: str, ticket_id: str) -> None:
+    """Put the trashed copy of a removed ticket back (the next sync of it decides its fate as usual)."""
+    from data_manager.collectors.persistence import PersistenceError, PersistenceService
+
+    persistence = PersistenceService(state.config.data_path)
+    try:
+        removal = persistence.restore(system, ticket_id)
+    except PersistenceError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        persistence.close()
+    click.echo(
+        f"restored {system} {ticket_id} (removed {removal.removed_at}: {removal.reason}) to "
+        f"{persistence.content_path(removal.hash)}"
+    )
 
 
 # -- failed ------------------------------------------------------------------------------------------
@@ -382,6 +433,7 @@ def check_config(state: CliState) -> None:
     click.echo(f"workers: {yaml.safe_dump(config.workers, default_flow_style=True).strip()}")
     click.echo(f"resync: {yaml.safe_dump(config.resync, default_flow_style=True).strip()}")
     click.echo(f"webhooks: {yaml.safe_dump(config.webhooks, default_flow_style=True).strip()}")
+    click.echo(f"persistence: {yaml.safe_dump(config.persistence, default_flow_style=True).strip()}")
     warnings = list(config.warnings)
     if not config.enabled_systems:
         warnings.append("no ticket system is enabled: the webhook service has no endpoints and resync does nothing")

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 from rq import get_current_job
 from rq.job import Job, Retry
 
+from data_manager.collectors.persistence import RemovalReason
 from data_manager.collectors.tickets.sync import sync_ticket
 from service.logs import log_event
 from service.retry import rq_retry_interval
@@ -63,7 +64,12 @@ def sync_ticket_job(system: str, ticket_id: str, runtime: Runtime | None = None)
     started = time.monotonic()
     try:
         coalescer.begin(system, ticket_id, job_id)
-        outcome = sync_ticket(runtime.integration(system), runtime.persistence, ticket_id)
+        reason = (
+            RemovalReason.DELETE_WEBHOOK
+            if coalescer.asked_to_delete(system, ticket_id, job_id)
+            else RemovalReason.DELETED_UPSTREAM
+        )
+        outcome = sync_ticket(runtime.integration(system), runtime.persistence, ticket_id, removal_reason=reason)
     except Exception as exc:
         verdict = runtime.policy.decide(exc, attempt)
         duration_ms = round((time.monotonic() - started) * 1000, 1)

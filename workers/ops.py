@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -134,6 +134,11 @@ def status(
                     "alive": not worker_is_dead(connection, names, worker.name),
                 }
             )
+    systems = list(systems)
+    since = datetime.now(UTC) - timedelta(days=1)
+    removals: dict[str, list[dict[str, Any]]] = {system: [] for system in systems}
+    for removal in persistence.removals(since=since) if persistence else []:
+        removals.setdefault(removal.source, []).append(removal.as_dict())
     resyncs = {}
     for system in systems:
         last = persistence.last_resync(system) if persistence else None
@@ -144,4 +149,5 @@ def status(
         "failed": sum(q["failed"] for q in queues),
         "workers": workers,
         "resync": resyncs,
+        "removals": removals,
     }

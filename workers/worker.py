@@ -16,7 +16,7 @@ from rq.worker import BaseWorker
 from service.logs import log_event
 from service.runtime import Runtime
 from workers.jobs import job_class_for
-from workers.periodic import ensure_scheduled
+from workers.periodic import ensure_all_scheduled, housekeeping
 from workers.recovery import Lease, recover_abandoned
 
 log = logging.getLogger("tickets.worker")
@@ -63,7 +63,11 @@ def run_worker(
         recovered = recover_abandoned(maintenance, names, coalescer)
         if recovered:
             log_event(log, "recovered_jobs", logging.WARNING, count=len(recovered))
-        ensure_scheduled(maintenance, names, settings.resync_interval_minutes)
+        ensure_all_scheduled(maintenance, names, runtime.config.resync)
+        try:
+            housekeeping(maintenance, names, runtime.persistence, float(runtime.config.persistence["trash_days"]))
+        except Exception as exc:  # housekeeping must never stop a worker; the next hour tries again
+            log_event(log, "housekeeping_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
 
     lease = Lease(runtime.connect, names, worker, settings.lease_seconds, on_tick=tick)
     lease.start()  # before recovery, so this worker never looks dead to itself

@@ -30,6 +30,24 @@ CREATE TABLE IF NOT EXISTS cursors (
     system     TEXT PRIMARY KEY,
     cursor     TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS removals (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    source          TEXT NOT NULL,
+    ticket_id       TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    removed_at      TEXT NOT NULL,     -- ISO-8601 UTC
+    removed_ts      REAL NOT NULL,
+    reason          TEXT NOT NULL,     -- deleted upstream | out of scope | delete webhook
+    updated_at      TEXT,              -- the removed copy's catalog facts, to restore it as it was
+    updated_ts      REAL,
+    content_digest  TEXT,
+    metadata_digest TEXT,
+    in_trash        INTEGER NOT NULL,  -- 1 while its files are in trash/ (0 after purge or restore)
+    restored_at     TEXT,
+    purged_at       TEXT
+);
+CREATE INDEX IF NOT EXISTS removals_by_ticket ON removals (source, ticket_id);
+CREATE INDEX IF NOT EXISTS removals_by_time ON removals (removed_ts);
 CREATE TABLE IF NOT EXISTS resyncs (
     system      TEXT PRIMARY KEY,
     finished_at TEXT NOT NULL,

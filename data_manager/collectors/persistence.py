@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
 
 TICKETS_DIR = "tickets"
+TRASH_DIR = "trash"
 CATALOG_FILE = "catalog.sqlite3"
 META_SUFFIX = ".meta.yaml"
 
@@ -39,6 +40,57 @@ class UpsertOutcome(str, Enum):
     WRITTEN = "written"
     UNCHANGED = "unchanged"  # identical content and metadata were already stored
     STALE = "stale"  # the stored copy is newer upstream; kept
+
+
+class RemovalReason(str, Enum):
+    """Why a stored copy was removed (the catalog's removal log says it in these words)."""
+
+    DELETED_UPSTREAM = "deleted upstream"
+    OUT_OF_SCOPE = "out of scope"
+    DELETE_WEBHOOK = "delete webhook"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One logged removal of a stored copy."""
+
+    id: int
+    source: str
+    ticket_id: str
+    hash: str
+    removed_at: str
+    reason: str
+    in_trash: bool
+    restored_at: str | None
+    purged_at: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Removal:
+        return cls(
+            id=row["id"],
+            source=row["source"],
+            ticket_id=row["ticket_id"],
+            hash=row["hash"],
+            removed_at=row["removed_at"],
+            reason=row["reason"],
+            in_trash=bool(row["in_trash"]),
+            restored_at=row["restored_at"],
+            purged_at=row["purged_at"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "system": self.source,
+            "ticket_id": self.ticket_id,
+            "removed_at": self.removed_at,
+            "reason": self.reason,
+            "in_trash": self.in_trash,
+            "restored_at": self.restored_at or "",
+            "purged_at": self.purged_at or "",
+        }
 
 
 @dataclass(frozen=True)
@@ -77,6 +129,14 @@ def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
         with _suppress_os_error():
             os.unlink(tmp_name)
         raise
+
+
+class _suppress_missing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        return exc_type is not None and issubclass(exc_type, FileNotFoundError)
 
 
 class _suppress_os_error:
@@ -125,6 +185,7 @@ class PersistenceService:
     def __init__(self, data_path: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.data_path = Path(data_path)
         self.tickets_dir = self.data_path / TICKETS_DIR
+        self.trash_dir = self.data_path / TRASH_DIR
         self.fsync = fsync
         try:
             self.tickets_dir.mkdir(parents=True, exist_ok=True)
@@ -219,28 +280,147 @@ class PersistenceService:
             ) from None
         return UpsertOutcome.WRITTEN
 
-    def delete(self, source_type: str, ticket_id: str) -> bool:
-        """Remove a ticket's files and catalog entry; False when nothing was stored."""
+    def delete(self, source_type: str, ticket_id: str, *, reason: str = "deleted upstream") -> bool:
+        """Move a ticket's files to the trash and log the removal; False when nothing was stored.
+
+        The files go to `<data_path>/trash/` (outside `tickets/`, so indexers never see them) where
+        `restore` can bring them back until `purge_trash` removes them for good.
+        """
         hash_ = resource_hash(source_type, str(ticket_id))
         with self.catalog.write() as conn:
             row = conn.execute(
-                "SELECT hash FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
+                "SELECT * FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
             ).fetchone()
             if row is not None:
                 hash_ = row["hash"]
-            existed = row is not None
-            for path in (self.content_path(hash_), self.metadata_path(hash_)):
-                try:
-                    path.unlink()
-                    existed = True
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    raise PersistenceError(
-                        f"cannot delete {source_type}:{ticket_id} at {path}: {exc.strerror}"
-                    ) from None
+            files = [path for path in (self.content_path(hash_), self.metadata_path(hash_)) if path.exists()]
+            if row is None and not files:
+                return False
+            now = datetime.now(UTC)
+            removal_id = conn.execute(
+                """INSERT INTO removals (source, ticket_id, hash, removed_at, removed_ts, reason, updated_at,
+                                         updated_ts, content_digest, metadata_digest, in_trash)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)""",
+                (
+                    source_type,
+                    str(ticket_id),
+                    hash_,
+                    now.isoformat(),
+                    now.timestamp(),
+                    str(reason),
+                    row["updated_at"] if row is not None else None,
+                    row["updated_ts"] if row is not None else None,
+                    row["content_digest"] if row is not None else None,
+                    row["metadata_digest"] if row is not None else None,
+                ),
+            ).lastrowid
+            assert removal_id is not None
+            try:
+                self.trash_dir.mkdir(parents=True, exist_ok=True)
+                for path in files:
+                    os.replace(path, self._trash_path(path, removal_id))
+            except OSError as exc:
+                raise PersistenceError(
+                    f"cannot move {source_type}:{ticket_id} from {self.tickets_dir} to the trash {self.trash_dir}: "
+                    f"{exc.strerror}"
+                ) from None
             conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
-        return existed
+        return True
+
+    # -- trash and the removal log -------------------------------------------------------------------
+    def _trash_path(self, path: Path, removal_id: int) -> Path:
+        """`trash/<hash>.<removal id>.txt[.meta.yaml]`: one ticket removed twice keeps both copies apart."""
+        stem, _, rest = path.name.partition(".txt")
+        return self.trash_dir / f"{stem}.{removal_id}.txt{rest}"
+
+    def removals(self, *, since: datetime | None = None, source_type: str | None = None) -> list[Removal]:
+        """Logged removals, newest first (optionally only those at or after `since`, of one system)."""
+        query = "SELECT * FROM removals WHERE removed_ts >= ?"
+        args: list[Any] = [since.timestamp() if since else 0.0]
+        if source_type is not None:
+            query += " AND source = ?"
+            args.append(source_type)
+        rows = self.catalog.read().execute(query + " ORDER BY removed_ts DESC, id DESC", args).fetchall()
+        return [Removal.from_row(row) for row in rows]
+
+    def restore(self, source_type: str, ticket_id: str) -> Removal:
+        """Put the most recently trashed copy of a ticket back into `tickets/` and the catalog.
+
+        Raises `PersistenceError` when a copy is stored already or no trashed copy is left. The next
+        sync of the ticket decides its fate as usual.
+        """
+        with self.catalog.write() as conn:
+            stored = conn.execute(
+                "SELECT hash FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
+            ).fetchone()
+            if stored is not None:
+                raise PersistenceError(f"{source_type}:{ticket_id} is stored already; nothing to restore")
+            row = conn.execute(
+                """SELECT * FROM removals WHERE source = ? AND ticket_id = ? AND in_trash = 1
+                   ORDER BY removed_ts DESC, id DESC LIMIT 1""",
+                (source_type, str(ticket_id)),
+            ).fetchone()
+            if row is None:
+                raise PersistenceError(
+                    f"no trashed copy of {source_type}:{ticket_id} (never removed, already restored, or purged)"
+                )
+            removal = Removal.from_row(row)
+            occupied = conn.execute("SELECT source, ticket_id FROM tickets WHERE hash = ?", (removal.hash,)).fetchone()
+            if occupied is not None:
+                raise PersistenceError(
+                    f"{self.content_path(removal.hash)} now holds {occupied['source']}:{occupied['ticket_id']}; "
+                    f"not restoring {source_type}:{ticket_id} over it"
+                )
+            try:
+                for path in (self.content_path(removal.hash), self.metadata_path(removal.hash)):
+                    trashed = self._trash_path(path, removal.id)
+                    if trashed.exists():
+                        os.replace(trashed, path)
+            except OSError as exc:
+                raise PersistenceError(f"cannot restore {source_type}:{ticket_id}: {exc.strerror}") from None
+            if not self.content_path(removal.hash).exists():
+                raise PersistenceError(f"the trashed copy of {source_type}:{ticket_id} has no content file")
+            conn.execute(
+                """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
+                                        metadata_digest, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    removal.hash,
+                    source_type,
+                    str(ticket_id),
+                    row["updated_at"] or "",
+                    row["updated_ts"],
+                    row["content_digest"] or "",
+                    row["metadata_digest"] or "",
+                    _now(),
+                ),
+            )
+            conn.execute("UPDATE removals SET in_trash = 0, restored_at = ? WHERE id = ?", (_now(), removal.id))
+        return removal
+
+    def purge_trash(self, older_than: timedelta, *, now: datetime | None = None) -> int:
+        """Delete trashed copies removed longer ago than `older_than`; returns how many went."""
+        cutoff = (now or datetime.now(UTC)) - older_than
+        purged = 0
+        with self.catalog.write() as conn:
+            rows = conn.execute(
+                "SELECT id, hash FROM removals WHERE in_trash = 1 AND removed_ts < ?", (cutoff.timestamp(),)
+            ).fetchall()
+            for row in rows:
+                for path in (self.content_path(row["hash"]), self.metadata_path(row["hash"])):
+                    with _suppress_missing():
+                        self._trash_path(path, row["id"]).unlink()
+                conn.execute("UPDATE removals SET in_trash = 0, purged_at = ? WHERE id = ?", (_now(), row["id"]))
+                purged += 1
+        return purged
+
+    def has_copy(self, source_type: str, ticket_id: str) -> bool:
+        """Whether anything of the ticket is stored (a catalog entry, or files a crash left behind)."""
+        row = (
+            self.catalog.read()
+            .execute("SELECT 1 FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id)))
+            .fetchone()
+        )
+        return row is not None or self.content_path(resource_hash(source_type, str(ticket_id))).exists()
 
     def get(self, source_type: str, ticket_id: str) -> StoredTicket | None:
         row = (

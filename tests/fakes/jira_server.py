@@ -250,6 +250,7 @@ class FakeJira(_jql.FieldAccess):
         comment_page_cap: int = 100,
         embedded_comment_limit: int = 20,
         omit_is_last: bool = False,
+        refused_as_anonymous: bool = False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if deployment not in DEPLOYMENTS:
@@ -262,6 +263,9 @@ class FakeJira(_jql.FieldAccess):
         self.comment_page_cap = comment_page_cap
         self.embedded_comment_limit = embedded_comment_limit
         self.omit_is_last = omit_is_last  # JRACLOUD-92184-style: the end shows only by a missing nextPageToken
+        # Jira Cloud with an expired or revoked API token: the request is served as the anonymous user
+        # (search 200 with no issues, issue lookups 404); only /myself answers 401.
+        self.refused_as_anonymous = refused_as_anonymous
         self.clock = clock or (lambda: datetime.now(UTC))
         self.base_url = "http://fake-jira.invalid"
         self.users = {u.handle: u for u in USERS}
@@ -293,6 +297,8 @@ class FakeJira(_jql.FieldAccess):
 
     def issue(self, key: str) -> FakeIssue:
         with self.lock:
+            if key.isdigit():  # Jira resolves an issue's numeric id as well as its key
+                key = next((issue.key for issue in self.issues.values() if issue.id == key), key)
             key = self.moved.get(key.upper(), key.upper())
             if key not in self.issues:
                 raise KeyError(key)
@@ -905,6 +911,8 @@ class FakeJira(_jql.FieldAccess):
                         self.faults.remove(fault)
             if fault is not None:
                 return self._fault_response(fault)
+            if not self._authenticated(request) and self.refused_as_anonymous:
+                return self._anonymous(request)
             if not self._authenticated(request):
                 return self._json(
                     401,
@@ -941,6 +949,20 @@ class FakeJira(_jql.FieldAccess):
         else:
             expected = f"Bearer {self.token}"
         return hmac.compare_digest(header.encode(), expected.encode())
+
+    def _anonymous(self, request: Request) -> Response:
+        """What Jira answers the anonymous user, who may browse nothing: only /myself admits the 401."""
+        path = request.path.rstrip("/")
+        if path.endswith("/myself"):
+            return self._json(
+                401,
+                {"errorMessages": ["You are not authenticated. Authentication required to perform this operation."]},
+            )
+        if path.endswith("/search/jql"):
+            return self._json(200, {"issues": [], "isLast": True})
+        if path.endswith("/search"):
+            return self._json(200, {"startAt": 0, "maxResults": 50, "total": 0, "issues": []})
+        return self._json(404, {"errorMessages": ["Issue does not exist or you do not have permission to see it."]})
 
     @staticmethod
     def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

@@ -57,6 +57,11 @@ def fixture_body(name: str) -> bytes:
             ],
         ),
         ("webhook_worklog_updated.json", []),
+        # Server / Data Center comment events without an `issue`: the issue id comes from comment.self.
+        ("webhook_datacenter_comment_created_no_issue.json", [TicketEvent("10001", EventAction.UPSERT, DELIVERY)]),
+        ("webhook_datacenter_comment_updated_no_issue.json", [TicketEvent("10001", EventAction.UPSERT, DELIVERY)]),
+        ("webhook_datacenter_comment_deleted_no_issue.json", [TicketEvent("10001", EventAction.UPSERT, DELIVERY)]),
+        ("webhook_datacenter_comment_created_no_id.json", []),  # no id anywhere: acknowledged, ignored
     ],
 )
 def test_fixture_events(jira: JiraTickets, fixture: str, expected: list[TicketEvent]) -> None:
@@ -159,6 +164,28 @@ def test_malformed_payloads_name_what_is_missing(jira: JiraTickets, body: bytes,
     jira.authenticate_webhook(request)
     with pytest.raises(WebhookPayloadError, match=message):
         jira.parse_webhook(request)
+
+
+@pytest.mark.parametrize(
+    ("comment", "expected"),
+    [
+        ({"self": "https://jira.example.com/rest/api/2/issue/10001/comment/10050"}, "10001"),
+        ({"self": "https://jira.example.com/jira/rest/api/latest/issue/PROJ-7/comment/10050/"}, "PROJ-7"),
+        ({"self": "https://jira.example.com/rest/api/2/comment/10050"}, None),
+        ({"self": 12}, None),
+        ({"id": "10050"}, None),
+        ("not an object", None),
+        (None, None),
+    ],
+)
+def test_comment_events_without_issue_take_the_id_from_comment_self(
+    jira: JiraTickets, comment: object, expected: str | None
+) -> None:
+    payload: dict[str, object] = {"webhookEvent": "comment_updated"}
+    if comment is not None:
+        payload["comment"] = comment
+    events = jira.parse_webhook(signed(json.dumps(payload).encode()))
+    assert events == ([TicketEvent(expected, EventAction.UPSERT, DELIVERY)] if expected else [])
 
 
 def test_unknown_event_without_issue_is_acknowledged(jira: JiraTickets) -> None:

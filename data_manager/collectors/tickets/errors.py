@@ -63,6 +63,17 @@ class PermanentError(IntegrationError):
     """Retrying will not help: 400, 401, 403, bad configuration."""
 
 
+class CredentialsRefused(PermanentError):
+    """The system did not accept our credentials (or answers as the anonymous user).
+
+    Raised by `TicketIntegration.verify_credentials`; nothing may be removed on the strength of a
+    "not found" while this holds, because an anonymous caller is told "not found" for everything.
+    """
+
+    def __init__(self, message: str, *, status: int | None = 401) -> None:
+        super().__init__(message, status=status)
+
+
 class WebhookError(TicketError):
     """A webhook request was refused; `http_status` says how to answer it."""
 

@@ -160,6 +160,17 @@ class ApiClient:
         self.session.mount("https://", adapter)
         self._count_lock = threading.Lock()
         self.request_count = 0  # every HTTP request sent, retries included (for resync reports)
+        self._unauthorized_listeners: list[Callable[[], None]] = []
+
+    def on_unauthorized(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever the server answers 401: our credentials stopped working.
+
+        The pipeline's credential proof (`credentials.prove_credentials`) listens here, so a proof
+        never outlives the first sign that the credentials were refused.
+        """
+        with self._count_lock:
+            if listener not in self._unauthorized_listeners:
+                self._unauthorized_listeners.append(listener)
 
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/")) if not path.startswith(("http://", "https://")) else path
@@ -237,6 +248,9 @@ class ApiClient:
     def _error(self, method: str, url: str, response: requests.Response, wait: float | None) -> IntegrationError:
         status = response.status_code
         message = self.redact(f"{method} {url} answered {status}: {server_message(response)}")
+        if status == 401:
+            for listener in list(self._unauthorized_listeners):
+                listener()
         if status == 404:
             return NotFoundError(message, status=status)
         if status in TRANSIENT_STATUSES:

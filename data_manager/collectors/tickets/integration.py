@@ -140,6 +140,8 @@ class IntegrationConfigSchema(Schema):
     max_retries = fields.Integer(load_default=4, validate=validate.Range(min=0, max=20))
     resync_concurrency = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
     resync_overlap_seconds = fields.Integer(load_default=300, validate=validate.Range(min=0, max=86400))
+    # How long a successful credential check is trusted (see credentials.py); 0 = check every time.
+    credential_proof_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=3600))
 
 
 class TicketIntegration(abc.ABC):
@@ -159,6 +161,7 @@ class TicketIntegration(abc.ABC):
     webhook_unauthenticated: bool = False
     resync_concurrency: int = 4
     resync_overlap_seconds: int = 300
+    credential_proof_seconds: float = 60.0
 
     @classmethod
     @abc.abstractmethod
@@ -171,6 +174,7 @@ class TicketIntegration(abc.ABC):
         self.webhook_unauthenticated = bool(config.get("webhook_unauthenticated", False))
         self.resync_concurrency = int(config.get("resync_concurrency", 4))
         self.resync_overlap_seconds = int(config.get("resync_overlap_seconds", 300))
+        self.credential_proof_seconds = float(config.get("credential_proof_seconds", 60.0))
 
     # -- reading ---------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -189,6 +193,15 @@ class TicketIntegration(abc.ABC):
         Integrations whose `fetch` already treats out-of-scope tickets as gone need not answer.
         """
         return None
+
+    @abc.abstractmethod
+    def verify_credentials(self) -> None:
+        """One cheap call that fails with `CredentialsRefused` unless the system accepts our credentials.
+
+        Many systems answer a refused key as the anonymous user ("not found" for everything), so the
+        pipeline calls this (cached, via `credentials.prove_credentials`) before listing and before
+        removing a copy. Integrations do not call it themselves.
+        """
 
     # -- webhooks --------------------------------------------------------------------------------
     def authenticate_webhook(self, request: WebhookRequest) -> None:

@@ -1,10 +1,20 @@
-"""Resync: list what changed upstream (or everything), fetch it with bounded concurrency, upsert.
+"""The resync engine: plan, guard, dispatch, settle deletion candidates, advance the cursor.
 
-A full resync also removes what no longer exists upstream, or no longer falls inside the listing's
-scope; every such candidate is fetched first, and one changed within `UNLISTED_GRACE` of the listing
-is kept (search indexes can lag, and deleting a live ticket is the worse error).
-The per-system cursor is the newest upstream update time seen, so our clock never matters, and it
-only advances when nothing failed, so a failed ticket is retried by the next incremental run.
+One engine, two dispatchers: `InlineDispatcher` fetches the listed tickets here with bounded
+concurrency; a bulk dispatcher (`workers.bulk`) hands each to the workers' bulk queue. Both share
+the plan, the summary type and the rules below.
+
+- Credentials are proven before the listing is used (and, for a full resync, again afterwards):
+  a refused key often lists as the anonymous user, who sees nothing, and nothing may be removed
+  on the strength of that. A refused proof fails the system's resync.
+- A full resync also removes what no longer exists upstream, or no longer falls inside the
+  listing's scope; every such candidate is fetched first, and one changed within `UNLISTED_GRACE`
+  of the listing is kept (search indexes can lag, and deleting a live ticket is the worse error).
+  Candidates are always settled inline: they are few, and a sync job could not tell them apart.
+- The mass-deletion guard: when the candidates are more than `max_fraction` of the stored tickets
+  and more than `min_count`, none is removed and the resync fails, saying how to override.
+- The per-system cursor is the newest upstream update time seen, so our clock never matters, and
+  it only advances when nothing failed, so a failed ticket is retried by the next incremental run.
 """
 
 from __future__ import annotations
@@ -12,19 +22,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets.credentials import prove_credentials
+from data_manager.collectors.tickets.errors import CredentialsRefused
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
 from data_manager.collectors.tickets.sync import SyncOutcome, reconcile_unlisted, sync_ticket
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, SyncOutcome | None], None]  # (ticket id, outcome or None on failure)
+ProgressFactory = Callable[["ResyncPlan"], Progress | None]
 
 # How long a stored ticket that a full listing did not return must have been unchanged before it is
 # taken to be out of scope (Jira Cloud's search is eventually consistent; clocks may differ a little).
@@ -41,22 +54,64 @@ class ResyncPlan:
     new_cursor: datetime | None
     to_delete: set[str] = field(default_factory=set)  # stored here, not listed upstream (full only)
     listed_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the listing started
+    stored: int = 0  # how many copies of the system were stored when the listing ended
+
+
+@dataclass(frozen=True)
+class DeleteGuard:
+    """`resync.max_delete_fraction` / `resync.max_delete_min`: how much one full resync may remove."""
+
+    max_fraction: float = 0.1
+    min_count: int = 20
+    allow_mass_delete: bool = False  # `--allow-mass-delete`: this one run may remove more
+
+    @classmethod
+    def from_config(cls, resync: Mapping[str, Any], *, allow_mass_delete: bool = False) -> DeleteGuard:
+        """From the validated `resync` config section (`max_delete_fraction`, `max_delete_min`)."""
+        return cls(
+            max_fraction=float(resync.get("max_delete_fraction", cls.max_fraction)),
+            min_count=int(resync.get("max_delete_min", cls.min_count)),
+            allow_mass_delete=allow_mass_delete,
+        )
+
+    def refusal(self, plan: ResyncPlan) -> str | None:
+        """Why the plan's removals are refused, or None when they may go ahead."""
+        count = len(plan.to_delete)
+        if self.allow_mass_delete or not count:
+            return None
+        fraction = count / plan.stored if plan.stored else 1.0
+        if fraction <= self.max_fraction or count <= self.min_count:
+            return None
+        return (
+            f"mass deletion refused: this full resync would remove {count} of the {plan.stored} stored "
+            f"{plan.system} tickets ({fraction:.0%}), more than resync.max_delete_fraction ({self.max_fraction:g}) "
+            f"and more than resync.max_delete_min ({self.min_count}); none was removed. If the system really lost "
+            f"them (check its credentials and scope first), run `tickets resync --full --system {plan.system} "
+            f"--allow-mass-delete` once"
+        )
 
 
 @dataclass
 class ResyncSummary:
+    """What one system's resync did; the same type whichever dispatcher ran it."""
+
     system: str
     mode: str = "incremental"
     since: str = ""
+    dispatch: str = "inline"  # inline | bulk
+    listed: int = 0
     fetched: int = 0
     written: int = 0
     unchanged: int = 0
     stale: int = 0
     deleted: int = 0
     out_of_scope: int = 0  # stored copies removed: the ticket exists but is outside the configured scope
+    deletion_candidates: int = 0  # stored, not listed (full resync)
+    enqueued: int = 0  # bulk: new jobs queued
+    coalesced: int = 0  # bulk: a job for the ticket was already waiting
     failed: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
-    error: str = ""  # the whole system failed (e.g. listing failed)
+    error: str = ""  # the whole system failed (listing failed, credentials refused, mass deletion refused)
     duration_seconds: float = 0.0
     cursor: str = ""
 
@@ -65,7 +120,10 @@ class ResyncSummary:
         return not self.failed and not self.error
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.dispatch == "bulk":
+            data["queued_to"] = "bulk"
+        return data
 
     def count(self, outcome: SyncOutcome) -> None:
         if outcome is SyncOutcome.WRITTEN:
@@ -78,6 +136,21 @@ class ResyncSummary:
             self.deleted += 1
         elif outcome is SyncOutcome.OUT_OF_SCOPE:
             self.out_of_scope += 1
+
+
+class Dispatcher(Protocol):
+    """Takes the listed tickets of a plan: fetches them here, or hands them to someone who will."""
+
+    kind: str
+
+    def dispatch(
+        self,
+        integration: TicketIntegration,
+        persistence: PersistenceService,
+        plan: ResyncPlan,
+        summary: ResyncSummary,
+        progress: Progress | None,
+    ) -> None: ...
 
 
 def _dedupe(refs: Iterable[TicketRef]) -> list[TicketRef]:
@@ -98,8 +171,9 @@ def plan_resync(
     full: bool = False,
     use_cursor: bool = True,
 ) -> ResyncPlan:
-    """What to fetch (and, for a full resync, what may have to go)."""
+    """What to fetch (and, for a full resync, what may have to go), from a listing made on proven credentials."""
     system = integration.system
+    prove_credentials(integration, fresh=full)
     listed_at = datetime.now(UTC)
     previous = persistence.get_cursor(system)
     if full:
@@ -113,64 +187,110 @@ def plan_resync(
     refs = _dedupe(integration.iter_changed(since_used))
     times = [ref.updated_at for ref in refs if ref.updated_at is not None]
     new_cursor = max([*times, *([previous] if previous else [])], default=None)
-    to_delete = persistence.ticket_ids(system) - {ref.ticket_id for ref in refs} if full else set()
-    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete, listed_at)
+    to_delete: set[str] = set()
+    stored = 0
+    if full:
+        prove_credentials(integration, fresh=True)  # still accepted now that the listing is complete
+        stored_ids = persistence.ticket_ids(system)
+        stored = len(stored_ids)
+        to_delete = stored_ids - {ref.ticket_id for ref in refs}
+    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete, listed_at, stored)
 
 
-def run_resync(
+class _TicketRunner:
+    """Runs one callable per ticket on a bounded pool; failures are counted, never raised.
+
+    A refused credential proof stops the run: it fails the system, and nothing more is tried.
+    """
+
+    def __init__(self, summary: ResyncSummary, progress: Progress | None) -> None:
+        self.summary = summary
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.refused = threading.Event()
+
+    def one(self, ticket_id: str, work: Callable[[str], SyncOutcome]) -> None:
+        if self.refused.is_set():
+            return
+        try:
+            outcome = work(ticket_id)
+        except CredentialsRefused as exc:
+            self.refused.set()
+            log.error("resync %s: credentials refused: %s", self.summary.system, exc)
+            with self.lock:
+                self.summary.error = self.summary.error or f"credentials refused: {exc}"
+            return
+        except Exception as exc:  # one ticket's failure never stops the others; it is reported
+            log.warning("resync %s %s failed: %s", self.summary.system, ticket_id, exc)
+            with self.lock:
+                self.summary.failed += 1
+                self.summary.failures.append({"ticket_id": ticket_id, "error": f"{type(exc).__name__}: {exc}"})
+            if self.progress:
+                self.progress(ticket_id, None)
+            return
+        with self.lock:
+            self.summary.fetched += 1
+            self.summary.count(outcome)
+        if self.progress:
+            self.progress(ticket_id, outcome)
+
+    def run(self, ticket_ids: Iterable[str], work: Callable[[str], SyncOutcome], concurrency: int) -> None:
+        workers = max(1, concurrency)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"resync-{self.summary.system}") as pool:
+            in_flight: set[Future[None]] = set()
+            for ticket_id in ticket_ids:  # bounded submission: memory stays flat for 100k tickets
+                if self.refused.is_set():
+                    break
+                if len(in_flight) >= workers * 4:
+                    _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                in_flight.add(pool.submit(self.one, ticket_id, work))
+            wait(in_flight)
+
+
+@dataclass
+class InlineDispatcher:
+    """Fetches and stores every listed ticket in this process, at most `concurrency` at a time."""
+
+    concurrency: int | None = None
+    kind: str = "inline"
+
+    def dispatch(
+        self,
+        integration: TicketIntegration,
+        persistence: PersistenceService,
+        plan: ResyncPlan,
+        summary: ResyncSummary,
+        progress: Progress | None,
+    ) -> None:
+        runner = _TicketRunner(summary, progress)
+        runner.run(
+            (ref.ticket_id for ref in plan.refs),
+            lambda ticket_id: sync_ticket(integration, persistence, ticket_id),
+            self.concurrency or integration.resync_concurrency,
+        )
+
+
+def settle_candidates(
     integration: TicketIntegration,
     persistence: PersistenceService,
     plan: ResyncPlan,
+    summary: ResyncSummary,
     *,
     concurrency: int | None = None,
     progress: Progress | None = None,
-) -> ResyncSummary:
-    """Fetch and store every planned ticket with at most `concurrency` requests in flight."""
-    started = time.monotonic()
-    summary = ResyncSummary(
-        system=plan.system,
-        mode="full" if plan.full else ("incremental" if plan.since_used else "all"),
-        since=plan.since_used.isoformat() if plan.since_used else "",
-    )
-    lock = threading.Lock()
+) -> None:
+    """Fetch every stored-but-unlisted ticket and remove it only when gone or long outside the scope."""
     unchanged_since = plan.listed_at - UNLISTED_GRACE
-    ticket_ids = [ref.ticket_id for ref in plan.refs] + sorted(plan.to_delete)
+    runner = _TicketRunner(summary, progress)
+    runner.run(
+        sorted(plan.to_delete),
+        lambda ticket_id: reconcile_unlisted(integration, persistence, ticket_id, unchanged_since=unchanged_since),
+        concurrency or integration.resync_concurrency,
+    )
 
-    def one(ticket_id: str) -> None:
-        try:
-            if ticket_id in plan.to_delete:
-                outcome = reconcile_unlisted(integration, persistence, ticket_id, unchanged_since=unchanged_since)
-            else:
-                outcome = sync_ticket(integration, persistence, ticket_id)
-        except Exception as exc:  # one ticket's failure never stops the others; it is reported
-            log.warning("resync %s %s failed: %s", plan.system, ticket_id, exc)
-            with lock:
-                summary.failed += 1
-                summary.failures.append({"ticket_id": ticket_id, "error": f"{type(exc).__name__}: {exc}"})
-            if progress:
-                progress(ticket_id, None)
-            return
-        with lock:
-            summary.fetched += 1
-            summary.count(outcome)
-        if progress:
-            progress(ticket_id, outcome)
 
-    workers = max(1, concurrency or integration.resync_concurrency)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"resync-{plan.system}") as pool:
-        in_flight: set[Future[None]] = set()
-        for ticket_id in ticket_ids:  # bounded submission: memory stays flat for 100k tickets
-            if len(in_flight) >= workers * 4:
-                _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            in_flight.add(pool.submit(one, ticket_id))
-        wait(in_flight)
-
-    if summary.failed == 0 and plan.new_cursor is not None:
-        persistence.set_cursor(plan.system, plan.new_cursor)
-    cursor = persistence.get_cursor(plan.system)
-    summary.cursor = cursor.isoformat() if cursor else ""
-    summary.duration_seconds = round(time.monotonic() - started, 3)
-    return summary
+def _mode(full: bool, since_used: datetime | None) -> str:
+    return "full" if full else ("incremental" if since_used else "all")
 
 
 def resync_system(
@@ -181,26 +301,54 @@ def resync_system(
     full: bool = False,
     use_cursor: bool = True,
     concurrency: int | None = None,
-    progress_factory: Callable[[ResyncPlan], Progress | None] | None = None,
+    progress_factory: ProgressFactory | None = None,
+    dispatcher: Dispatcher | None = None,
+    guard: DeleteGuard | None = None,
 ) -> ResyncSummary:
-    """Plan and run a resync of one system; a failed listing is reported in the summary, not raised.
+    """Plan and run a resync of one system; every failure is reported in the summary, never raised.
 
-    `progress_factory` sees the plan (so a progress bar knows its total) and returns the per-ticket callback.
+    `progress_factory` sees the plan (so a progress bar knows its total) and returns the per-ticket
+    callback. `dispatcher` defaults to fetching inline; `guard` to `DeleteGuard()`.
     """
+    dispatcher = dispatcher or InlineDispatcher(concurrency)
+    guard = guard or DeleteGuard()
     started = time.monotonic()
+    system = integration.system
+    summary = ResyncSummary(system=system, mode="full" if full else "incremental", dispatch=dispatcher.kind)
     try:
         plan = plan_resync(integration, persistence, since=since, full=full, use_cursor=use_cursor)
+    except CredentialsRefused as exc:
+        log.error("resync %s: credentials refused: %s", system, exc)
+        summary.error = f"credentials refused: {exc}"
     except Exception as exc:
-        log.error("resync %s: listing failed: %s", integration.system, exc)
-        failed = ResyncSummary(
-            system=integration.system,
-            mode="full" if full else "incremental",
-            error=f"listing failed: {type(exc).__name__}: {exc}",
-            duration_seconds=round(time.monotonic() - started, 3),
-        )
-        persistence.record_resync(integration.system, failed.as_dict())
-        return failed
+        log.error("resync %s: listing failed: %s", system, exc)
+        summary.error = f"listing failed: {type(exc).__name__}: {exc}"
+    if summary.error:
+        summary.duration_seconds = round(time.monotonic() - started, 3)
+        persistence.record_resync(system, summary.as_dict())
+        return summary
+
+    summary.mode = _mode(plan.full, plan.since_used)
+    summary.since = plan.since_used.isoformat() if plan.since_used else ""
+    summary.listed = len(plan.refs)
+    summary.deletion_candidates = len(plan.to_delete)
     progress = progress_factory(plan) if progress_factory else None
-    summary = run_resync(integration, persistence, plan, concurrency=concurrency, progress=progress)
-    persistence.record_resync(integration.system, summary.as_dict())
+    refusal = guard.refusal(plan)
+    if refusal:
+        log.error("resync %s: %s", system, refusal)
+        summary.error = refusal
+    try:
+        dispatcher.dispatch(integration, persistence, plan, summary, progress)
+    except Exception as exc:  # the dispatcher itself failed (e.g. the queue is unreachable)
+        log.error("resync %s: dispatch failed: %s", system, exc)
+        summary.error = summary.error or f"dispatch failed: {type(exc).__name__}: {exc}"
+    if plan.to_delete and not refusal and not summary.error:
+        settle_candidates(integration, persistence, plan, summary, concurrency=concurrency, progress=progress)
+
+    if summary.ok and plan.new_cursor is not None:
+        persistence.set_cursor(system, plan.new_cursor)
+    cursor = persistence.get_cursor(system)
+    summary.cursor = cursor.isoformat() if cursor else ""
+    summary.duration_seconds = round(time.monotonic() - started, 3)
+    persistence.record_resync(system, summary.as_dict())
     return summary

@@ -1,4 +1,10 @@
-"""Sync one ticket: the single fetch → normalise → upsert path shared by webhooks jobs and resync."""
+"""Sync one ticket: the single fetch → normalise → upsert path shared by webhooks jobs and resync.
+
+A copy is only ever removed after `prove_credentials` has shown that the system accepts our
+credentials: a system that serves a refused key as the anonymous user says "not found" for every
+ticket, and believing it would empty the store. A removed copy goes to the trash, with its reason
+in the catalog's removal log.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,8 @@ import logging
 from datetime import datetime
 from enum import Enum
 
-from data_manager.collectors.persistence import PersistenceService, UpsertOutcome
+from data_manager.collectors.persistence import PersistenceService, RemovalReason, UpsertOutcome
+from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import TicketGone
 from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.normalise import normalise
@@ -30,22 +37,41 @@ _FROM_UPSERT = {
 }
 
 
-def sync_ticket(integration: TicketIntegration, persistence: PersistenceService, ticket_id: str) -> SyncOutcome:
+def sync_ticket(
+    integration: TicketIntegration,
+    persistence: PersistenceService,
+    ticket_id: str,
+    *,
+    removal_reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
+) -> SyncOutcome:
     """Store the ticket's current upstream state, or remove our copy if it is gone upstream.
 
-    Integration errors (`TransientError`, `PermanentError`) propagate: the caller decides on retries.
+    Integration errors (`TransientError`, `PermanentError`, `CredentialsRefused` from the proof)
+    propagate: the caller decides on retries. `removal_reason` is what the removal log says if the
+    copy goes (a job started by a delete webhook says so).
     """
     try:
         snapshot = integration.fetch(ticket_id)
     except TicketGone:
-        return delete_ticket(integration, persistence, ticket_id)
+        return delete_ticket(integration, persistence, ticket_id, reason=removal_reason)
     resource = normalise(integration.system, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
 
 
-def delete_ticket(integration: TicketIntegration, persistence: PersistenceService, ticket_id: str) -> SyncOutcome:
-    """Remove our copy of a ticket the system says is gone."""
-    removed = persistence.delete(integration.system, ticket_id)
+def delete_ticket(
+    integration: TicketIntegration,
+    persistence: PersistenceService,
+    ticket_id: str,
+    *,
+    reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
+) -> SyncOutcome:
+    """Remove our copy of a ticket the system says is gone, once the system has accepted our credentials."""
+    if not persistence.has_copy(integration.system, ticket_id):
+        return SyncOutcome.ABSENT  # nothing to lose, nothing to prove
+    prove_credentials(integration)
+    removed = persistence.delete(integration.system, ticket_id, reason=reason)
+    if removed:
+        log.info("%s %s removed (%s); the copy is in the trash", integration.system, ticket_id, reason)
     return SyncOutcome.DELETED if removed else SyncOutcome.ABSENT
 
 
@@ -58,6 +84,7 @@ def reconcile_unlisted(
     minus a grace period for search indexes that lag), and the integration says it is outside the
     configured scope (moved to another project, or brought in by a webhook the scope does not cover):
     our copy goes. Otherwise keep it fresh: a short or lagging listing must never cost a live ticket.
+    Either removal waits for the credential proof.
     """
     try:
         snapshot = integration.fetch(ticket_id)
@@ -65,7 +92,8 @@ def reconcile_unlisted(
         return delete_ticket(integration, persistence, ticket_id)
     long_unchanged = snapshot.updated_at is not None and snapshot.updated_at < unchanged_since
     if long_unchanged and integration.in_scope(ticket_id) is False:
-        persistence.delete(integration.system, ticket_id)
+        prove_credentials(integration)  # an anonymous search finds nothing in scope
+        persistence.delete(integration.system, ticket_id, reason=RemovalReason.OUT_OF_SCOPE)
         log.info(
             "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,7 +11,13 @@ from typing import Any
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import TicketIntegration, integration_class
-from data_manager.collectors.tickets.resync import Progress, ResyncPlan, ResyncSummary, resync_system
+from data_manager.collectors.tickets.resync import (
+    DeleteGuard,
+    Dispatcher,
+    ProgressFactory,
+    ResyncSummary,
+    resync_system,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +88,15 @@ class TicketManager:
         full: bool = False,
         use_cursor: bool = True,
         concurrency: int | None = None,
-        progress_factory: Callable[[ResyncPlan], Progress | None] | None = None,
+        progress_factory: ProgressFactory | None = None,
+        dispatcher: Dispatcher | None = None,
+        guard: DeleteGuard | None = None,
     ) -> CollectResult:
-        """Resync each selected system in turn; one failing system never stops the others."""
+        """Resync each selected system in turn; one failing system never stops the others.
+
+        Inline unless another `dispatcher` is given; a full resync is held by the mass-deletion `guard`
+        (default `DeleteGuard()`: at most 10% or 20 tickets).
+        """
         result = CollectResult()
         for system in systems or self.systems:
             result.summaries[system] = resync_system(
@@ -95,6 +107,8 @@ class TicketManager:
                 use_cursor=use_cursor,
                 concurrency=concurrency,
                 progress_factory=progress_factory,
+                dispatcher=dispatcher,
+                guard=guard,
             )
         return result
 

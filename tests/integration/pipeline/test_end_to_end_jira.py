@@ -381,3 +381,37 @@ def test_datacenter_full_resync_enqueued_is_persisted_by_the_worker(datacenter: 
     assert datacenter.stack.stored_ids("jira") == set(expected)
     assert FailedJobRegistry(datacenter.stack.names.bulk_queue, connection=datacenter.stack.redis).count == 0
     print(f"enqueued full resync of {listed} Jira DC issues through one worker: {took:.1f}s")
+
+
+# -- a revoked token (Jira Cloud serves it as the anonymous user) ---------------------------------------
+def test_revoked_token_in_a_delete_webhook_and_a_full_resync_removes_nothing(cloud: JiraStack) -> None:
+    key = cloud.fake.add_issue("Kept while the token is revoked")
+    first = cloud.send("jira:issue_updated", key).json()["jobs"][0]["job_id"]
+    cloud.stack.wait_stored("jira", key, "Title: Kept while the token is revoked")
+    # The file is written before the job ends; an event before then would only schedule a re-run of it.
+    wait_for(
+        lambda: Job.fetch(first, connection=cloud.stack.redis).get_status() == "finished", 20, what="the first job"
+    )
+    stored_before = cloud.stack.stored_ids("jira")
+    with cloud.fake.lock:
+        cloud.fake.refused_as_anonymous = True  # search 200 and empty, issues 404, only /myself 401
+        cloud.fake.token = "revoked-by-the-owner"
+    try:
+        job_id = cloud.send("jira:issue_deleted", key).json()["jobs"][0]["job_id"]
+        registry = FailedJobRegistry(cloud.stack.names.live_queue, connection=cloud.stack.redis)
+        wait_for(lambda: job_id in registry.get_job_ids(), 20, what="the job in the failed registry")
+        [failed] = [f for f in cloud.stack.failed() if f["ticket_id"] == key]
+        assert failed["attempts"] == 1 and "refused the credentials" in failed["error"], failed
+        assert "Title: Kept while the token is revoked" in cloud.stack.stored("jira", key)
+
+        result = cloud.stack.cli("resync", "--system", "jira", "--full", "--allow-mass-delete", timeout=60)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "ERROR credentials refused: " in result.stdout and "refused the credentials" in result.stdout
+        assert cloud.stack.stored_ids("jira") == stored_before
+    finally:
+        with cloud.fake.lock:
+            cloud.fake.refused_as_anonymous = False
+            cloud.fake.token = DEFAULT_TOKEN
+    assert cloud.stack.cli("failed", "purge", "--all").returncode == 0
+    for text in (cloud.stack.logs(), failed["error"]):
+        assert "revoked-by-the-owner" not in text and DEFAULT_TOKEN not in text

@@ -35,6 +35,7 @@ from marshmallow import ValidationError, fields, pre_load, validate, validates_s
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
+    CredentialsRefused,
     PermanentError,
     TicketGone,
     TransientError,
@@ -80,6 +81,17 @@ _ISSUE_EVENTS = {
     "jira:issue_deleted": EventAction.DELETE,
 }
 _COMMENT_EVENTS = frozenset({"comment_created", "comment_updated", "comment_deleted"})
+# `.../rest/api/2/issue/<issue id or key>/comment/<comment id>` in a comment's `self`.
+_COMMENT_SELF = re.compile(r"/rest/api/(?:\d+|latest)/issue/([A-Za-z0-9_-]+)/comment/[^/]+/?$")
+
+
+def _issue_id_from_comment(comment: Any) -> str | None:
+    """The issue a comment belongs to, read from its `self` URL; None when it cannot be told."""
+    link = comment.get("self") if isinstance(comment, Mapping) else None
+    match = _COMMENT_SELF.search(link) if isinstance(link, str) else None
+    return match.group(1).upper() if match else None
+
+
 _ORDER_BY = re.compile(r"order\s+by\b", re.IGNORECASE)
 _WRITABLE = frozenset({"title", "description", "assignee", "requester", "status", "custom_fields"})
 _JIRA_PROJECT_ONLY = re.compile(r'^\s*project\s*=\s*"?([A-Za-z][A-Za-z0-9_]*)"?\s*$', re.IGNORECASE)
@@ -379,13 +391,29 @@ class JiraTickets(TicketIntegration):
         try:
             issue = self._object(self._call("GET", self._path("issue", key), params=params), f"issue {key}")
             canonical = str(issue.get("key") or key)
-            if canonical.upper() != key.upper():
+            # A numeric id (from a comment webhook's comment.self) names the issue whatever its key is now.
+            if canonical.upper() != key.upper() and not key.isdigit():
                 # Jira resolves a moved issue's old key to the issue under its new key: the old ticket is gone.
                 raise TicketGone(key, f"Jira (moved to {canonical})")
             comments = self._fetch_comments(canonical)
         except NotFoundError:
             raise TicketGone(key, "Jira") from None
         return self._snapshot(issue, comments)
+
+    def verify_credentials(self) -> None:
+        """`GET /myself`: Jira serves a refused token as the anonymous user; only this call answers 401."""
+        try:
+            me = self._call("GET", self._path("myself"))
+        except PermanentError as exc:
+            if exc.status in (401, 403):
+                raise CredentialsRefused(
+                    f"Jira at {self.base_url} refused the credentials ({exc.status} from /myself): check "
+                    f"{'username and api_token (API tokens expire)' if self.is_cloud else 'the personal access token'}",
+                    status=401,
+                ) from None
+            raise
+        if not isinstance(me, Mapping) or not (me.get("accountId") or me.get("name") or me.get("key")):
+            raise CredentialsRefused(f"Jira at {self.base_url} answered /myself without a user: credentials refused")
 
     def _fetch_comments(self, key: str) -> list[dict[str, Any]]:
         """Every comment, oldest first, paging until `startAt + len(comments) >= total`."""
@@ -586,6 +614,14 @@ class JiraTickets(TicketIntegration):
             raise WebhookPayloadError("missing 'webhookEvent'")
         if event not in _ISSUE_EVENTS and event not in _COMMENT_EVENTS:
             return []
+        delivery = request.headers.get(DELIVERY_HEADER) or None
+        if "issue" not in payload and event in _COMMENT_EVENTS:
+            # Jira Server / Data Center often send comment events without the issue: its id is in comment.self.
+            issue_id = _issue_id_from_comment(payload.get("comment"))
+            if issue_id is None:
+                log.info("Jira %s webhook names no issue (no 'issue', no comment.self); acknowledged, ignored", event)
+                return []
+            return [TicketEvent(issue_id, EventAction.UPSERT, delivery)]
         issue = payload.get("issue")
         if not isinstance(issue, dict):
             raise WebhookPayloadError(f"{event} payload has no 'issue' object")
@@ -593,7 +629,6 @@ class JiraTickets(TicketIntegration):
         if not isinstance(key, str) or not key.strip():
             raise WebhookPayloadError(f"{event} payload has no 'issue.key'")
         key = key.strip()
-        delivery = request.headers.get(DELIVERY_HEADER) or None
         events = [TicketEvent(key, _ISSUE_EVENTS.get(event, EventAction.UPSERT), delivery)]
         old_key = self._moved_from(payload, key)
         if old_key:  # a move renames the issue: the copy under the old key is gone

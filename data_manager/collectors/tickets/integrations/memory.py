@@ -121,6 +121,9 @@ class InMemoryTickets(TicketIntegration):
         for ticket_id, updated_at in self.backend.ids_changed_since(since):
             yield TicketRef(ticket_id, updated_at)
 
+    def verify_credentials(self) -> None:
+        """In-process tickets need no credentials."""
+
     def verify_webhook(self, request: WebhookRequest, secret: str) -> None:
         verify_hmac_signature(request.headers.get(SIGNATURE_HEADER), request.body, secret, header_name=SIGNATURE_HEADER)
 

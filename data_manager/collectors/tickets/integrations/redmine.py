@@ -58,6 +58,7 @@ from marshmallow import ValidationError, fields, validate
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
+    CredentialsRefused,
     PermanentError,
     TicketGone,
     UnknownFieldError,
@@ -464,9 +465,10 @@ class RedmineTickets(TicketIntegration):
                 return dict((self.client.get_json("users/current.json") or {}).get("user") or {})
             except PermanentError as exc:
                 if exc.status in (401, 403):
-                    raise PermanentError(
-                        f"Redmine at {self.base_url} did not accept the API key ({exc.status}): check api_key, "
-                        f"that the user is active, and that the REST API is enabled (Administration > Settings > API)",
+                    raise CredentialsRefused(
+                        f"Redmine at {self.base_url} refused the credentials: it did not accept the API key "
+                        f"({exc.status}); check api_key, that the user is active, and that the REST API is "
+                        f"enabled (Administration > Settings > API)",
                         status=exc.status,
                     ) from None
                 raise
@@ -474,6 +476,10 @@ class RedmineTickets(TicketIntegration):
         if fresh:
             self._cache.forget("whoami")
         return self._cache.get("whoami", load)
+
+    def verify_credentials(self) -> None:
+        """`/users/current.json`: Redmine serves a refused key as the anonymous user, and only this says 401."""
+        self.whoami(fresh=True)
 
     # -- scope -----------------------------------------------------------------------------------
     def _in_scope(self, issue: Mapping[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from urllib.parse import quote as url_quote
 
 from data_manager.collectors.tickets.errors import (
     ConfigError,
+    CredentialsRefused,
     PermanentError,
     TicketGone,
     TransientError,
@@ -281,11 +282,7 @@ class SalesforceBackend(TicketIntegration):
 
     @staticmethod
     def _refused(detail: str) -> PermanentError:
-        try:
-            from data_manager.collectors.tickets.errors import CredentialsRefused  # type: ignore[attr-defined]
-        except ImportError:  # before the credentials seam
-            return PermanentError(f"Salesforce refused the credentials: {detail}", status=401)
-        return CredentialsRefused(f"Salesforce refused the credentials: {detail}", status=401)  # type: ignore[no-any-return]
+        return CredentialsRefused(f"Salesforce refused the credentials: {detail}", status=401)
 
     def fetch(self, ticket_id: str) -> TicketSnapshot:
         """The Case with every comment; `TicketGone` when it does not exist (deleted) or is outside `soql_where`."""
