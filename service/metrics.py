@@ -4,15 +4,16 @@ Prometheus scrapes one web process, but webhooks arrive at several and jobs fini
 per-process counters would each tell a fraction. A field is `name|label|label...`; label values
 are only ever system names from config, queue names and fixed reasons, never request data.
 
-Web processes buffer increments and flush them once a second from a background thread, so a
-webhook costs no extra Redis round trip for bookkeeping; other processes write at once. Either
-way an increment is best effort: a Redis outage drops (or keeps buffering) counts, never blocks.
+Web processes buffer increments and write them at most once a `flush_interval`, from the request
+that finds the buffer due (and on every scrape of `/metrics`), so a webhook almost never costs an
+extra Redis round trip for bookkeeping. No background thread: it would write outside any request's
+Redis deadline, and outlive the app that owned it. Other processes write at once. Either way an
+increment is best effort: a Redis outage drops (or keeps buffering) counts, never blocks.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +36,9 @@ def metric_field(name: str, *labels: str) -> str:
     return SEPARATOR.join((name, *labels))
 
 
+FLUSH_WAIT_SECONDS = 1.0  # how long a flush waits for one already under way
+
+
 class Metrics:
     def __init__(
         self, connection: Redis, names: Names, *, flush_interval: float | None = None, pause_seconds: float = 2.0
@@ -46,7 +50,10 @@ class Metrics:
         self._paused_until = 0.0
         self._pending: defaultdict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
-        self._flusher_pid = -1
+        # Held for a whole flush, so a reader that flushes first (GET /metrics) waits for a flush another
+        # request thread has under way instead of reading Redis before those increments arrive.
+        self._flush_lock = threading.Lock()
+        self._next_flush = 0.0
 
     def add(self, pipe: Any, name: str, *labels: str, amount: float = 1) -> None:
         """Queue an increment on a pipeline the caller executes."""
@@ -57,7 +64,11 @@ class Metrics:
         if self.flush_interval is not None:
             with self._lock:
                 self._pending[field] += amount
-            self._ensure_flusher()
+                due = time.monotonic() >= self._next_flush
+                if due:
+                    self._next_flush = time.monotonic() + self.flush_interval
+            if due:
+                self.flush()
             return
         if time.monotonic() < self._paused_until:
             return
@@ -70,21 +81,29 @@ class Metrics:
             log.debug("metrics increment dropped: %s", exc)
 
     def flush(self) -> None:
-        """Write buffered increments; on failure they stay buffered for the next try."""
-        with self._lock:
-            pending, self._pending = self._pending, defaultdict(float)
-        if not pending:
-            return
+        """Write buffered increments; on failure they stay buffered for the next try.
+
+        Waits (boundedly) for a flush already under way, so a reader that flushes first sees its increments.
+        """
+        if not self._flush_lock.acquire(timeout=FLUSH_WAIT_SECONDS):
+            return  # Redis is slow for the flush under way; ours stays buffered for the next try
         try:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for field, amount in pending.items():
-                    self._write(pipe, field, amount)
-                pipe.execute()
-        except RedisError as exc:
             with self._lock:
-                for field, amount in pending.items():
-                    self._pending[field] += amount
-            log.debug("metrics flush postponed: %s", exc)
+                pending, self._pending = self._pending, defaultdict(float)
+            if not pending:
+                return
+            try:
+                with self.connection.pipeline(transaction=False) as pipe:
+                    for field, amount in pending.items():
+                        self._write(pipe, field, amount)
+                    pipe.execute()
+            except RedisError as exc:
+                with self._lock:
+                    for field, amount in pending.items():
+                        self._pending[field] += amount
+                log.debug("metrics flush postponed: %s", exc)
+        finally:
+            self._flush_lock.release()
 
     def read(self) -> dict[tuple[str, ...], float]:
         raw = self.connection.hgetall(self.key)
@@ -95,23 +114,3 @@ class Metrics:
             pipe.hincrby(self.key, field, int(amount))
         else:
             pipe.hincrbyfloat(self.key, field, amount)
-
-    def _ensure_flusher(self) -> None:
-        """One daemon thread per process (started after gunicorn forked its workers)."""
-        if self._flusher_pid == os.getpid():
-            return
-        with self._lock:
-            if self._flusher_pid == os.getpid():
-                return
-            self._flusher_pid = os.getpid()
-        thread = threading.Thread(target=self._flush_forever, name="metrics-flush", daemon=True)
-        thread.start()
-
-    def _flush_forever(self) -> None:
-        assert self.flush_interval is not None
-        while True:
-            time.sleep(self.flush_interval)
-            try:
-                self.flush()
-            except Exception:  # never let bookkeeping kill the thread
-                log.exception("metrics flush failed")

@@ -167,9 +167,16 @@ def test_flaky_upstream_is_retried_with_backoff_then_succeeds(stack: Stack) -> N
     stack.wait_stored(ticket_id, "eventually")
     assert time.monotonic() - started >= 2  # two Retry-After: 1 waits
     assert stack.upstream.fetch_count(ticket_id) == 3
-    metrics = requests.get(f"{stack.url}/metrics", timeout=5).text
+    written = 'tickets_job_outcomes_total{outcome="written",system="memory"} 1.0'
+    # The job counts its outcome just after the file is in place: give a loaded machine a moment.
+
+    def scrape_once_written() -> str:
+        text = requests.get(f"{stack.url}/metrics", timeout=5).text
+        return text if written in text else ""
+
+    metrics = str(wait_for(scrape_once_written, 10, what="the written outcome in /metrics"))
     assert 'tickets_job_outcomes_total{outcome="retried",system="memory"} 2.0' in metrics
-    assert 'tickets_job_outcomes_total{outcome="written",system="memory"} 1.0' in metrics
+    assert written in metrics
 
 
 def test_permanent_failure_is_listed_and_requeued(stack: Stack) -> None:
