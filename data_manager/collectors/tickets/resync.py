@@ -172,7 +172,7 @@ def plan_resync(
     use_cursor: bool = True,
 ) -> ResyncPlan:
     """What to fetch (and, for a full resync, what may have to go), from a listing made on proven credentials."""
-    system = integration.system
+    system = integration.name
     prove_credentials(integration, fresh=full)
     listed_at = datetime.now(UTC)
     previous = persistence.get_cursor(system)
@@ -313,7 +313,7 @@ def resync_system(
     dispatcher = dispatcher or InlineDispatcher(concurrency)
     guard = guard or DeleteGuard()
     started = time.monotonic()
-    system = integration.system
+    system = integration.name
     summary = ResyncSummary(system=system, mode="full" if full else "incremental", dispatch=dispatcher.kind)
     try:
         plan = plan_resync(integration, persistence, since=since, full=full, use_cursor=use_cursor)
