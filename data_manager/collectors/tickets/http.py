@@ -138,8 +138,12 @@ class ApiClient:
         sleep: Callable[[float], None] = time.sleep,
         session: requests.Session | None = None,
         user_agent: str = "ticket-collector/0.1",
+        base_url_setting: str = "base_url",
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        # The setting that holds `base_url`, named when it is not an http(s) URL (a seed-style constructor may be
+        # given a placeholder such as "..."; the first request then fails permanently instead of being sent).
+        self.base_url_setting = base_url_setting
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_wait = max_wait
@@ -182,6 +186,12 @@ class ApiClient:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send a request; return a 2xx/3xx response or raise a classified `IntegrationError`."""
         url = self.url(path)
+        if not url.startswith(("http://", "https://")):
+            raise PermanentError(
+                self.redact(
+                    f"{self.base_url_setting} {self.base_url.rstrip('/')!r} is not an http(s) URL; nothing sent"
+                )
+            )
         idempotent = method.upper() in IDEMPOTENT_METHODS
         kwargs.setdefault("timeout", self.timeout)
         attempt = 0

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from data_manager.collectors.tickets import SalesforceBackend
-from data_manager.collectors.tickets.errors import ConfigError
+from data_manager.collectors.tickets.errors import ConfigError, PermanentError
 from data_manager.config import parse_config
 
 KEY = "data_manager.sources.tickets.salesforce"
@@ -62,5 +62,9 @@ def test_secrets_are_redacted_in_the_shown_config() -> None:
 def test_seed_constructor_needs_no_network_and_hides_the_token() -> None:
     backend = SalesforceBackend(instance_url="https://acme.my.salesforce.com", access_token="00Dx!secret-session")
     assert "secret-session" not in repr(backend) and backend.request_count == 0
-    with pytest.raises(ConfigError, match="instance_url"):
-        SalesforceBackend(instance_url="acme.my.salesforce.com", access_token="t")
+    # The seed's own example passes a placeholder (`instance_url="..."`), so construction accepts it; the first
+    # request fails permanently, naming the setting, and nothing is sent (the config schema rejects it at load).
+    placeholder = SalesforceBackend(instance_url="acme.my.salesforce.com", access_token="t")
+    with pytest.raises(PermanentError, match=r"salesforce\.instance_url 'acme\.my\.salesforce\.com' is not an http"):
+        placeholder.verify_credentials()
+    assert placeholder.request_count == 0

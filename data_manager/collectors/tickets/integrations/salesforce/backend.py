@@ -109,10 +109,9 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         request_limit_backoff_seconds: float = 900.0,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if not instance_url or not str(instance_url).startswith(("http://", "https://")):
-            raise ConfigError(
-                "must be an http(s) URL such as https://MyDomain.my.salesforce.com", f"{KEY_PATH}.instance_url"
-            )
+        # No URL check here: the seed constructs `SalesforceBackend(instance_url="...", access_token="...")` with a
+        # placeholder. Config is checked by the schema; a constructed backend whose instance_url is no http(s) URL
+        # fails its first request permanently, naming the setting, and sends nothing.
         problem = auth_problem(
             {
                 "access_token": access_token,
@@ -154,6 +153,7 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
             limit_max_delay=api_limit_max_delay_seconds,
             limit_backoff=request_limit_backoff_seconds,
             secrets=(access_token, client_secret, refresh_token),
+            base_url_setting=f"{KEY_PATH}.instance_url",
             **dict(client_options or {}),
         )
 
