@@ -52,10 +52,15 @@ class TicketSnapshot:
 
 @dataclass(frozen=True)
 class TicketRef:
-    """A ticket found by a listing, with its upstream update time when the listing tells it."""
+    """A ticket found by a listing, with its upstream update time when the listing tells it.
+
+    A listing that already brought the complete ticket (every comment included) passes it as
+    `snapshot`, and the resync stores it without fetching again.
+    """
 
     ticket_id: str
     updated_at: datetime | None = None
+    snapshot: TicketSnapshot | None = None
 
 
 class EventAction(str, Enum):
