@@ -181,3 +181,24 @@ def test_a_bug_vanishing_between_listing_and_comments_costs_only_itself(make_bug
     assert [bug_id for bug_id, _, snapshot in listed if snapshot is None] == ["7"]
     result = setup.backend().fetch_many([str(i) for i in range(1, 31)])
     assert isinstance(result["7"], TicketGone) and not isinstance(result["8"], TicketGone)
+
+
+def test_a_401_forgets_the_credential_proof(bugzilla: BugzillaSetup) -> None:
+    from data_manager.collectors.tickets.credentials import prove_credentials
+
+    bug = bugzilla.fake.add_bug("x")
+    backend = bugzilla.backend()
+    prove_credentials(backend)
+    proofs = bugzilla.fake.request_count("^/rest/user$")
+    prove_credentials(backend)
+    assert bugzilla.fake.request_count("^/rest/user$") == proofs  # remembered
+    bugzilla.fake.inject(401, path="^/rest/bug$", body={"error": True, "code": 410, "message": "log in"})
+    with pytest.raises(CredentialsRefused):
+        backend.fetch(str(bug))
+    prove_credentials(backend)
+    assert bugzilla.fake.request_count("^/rest/user$") == proofs + 1  # asked again after the 401
+    bugzilla.fake.users["admin@example.com"].api_key = "rotated-by-an-admin"  # now 400, code 306
+    with pytest.raises(CredentialsRefused):
+        backend.fetch(str(bug))
+    with pytest.raises(CredentialsRefused, match="306"):
+        prove_credentials(backend)  # the refusal was not remembered as a proof

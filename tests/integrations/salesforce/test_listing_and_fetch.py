@@ -140,3 +140,23 @@ def test_fetch_many_batches_ids_into_few_queries(make_salesforce: Callable[..., 
     assert all(isinstance(result[i], TicketSnapshot) for i in ids)
     assert isinstance(result[missing], TicketGone)
     assert len(setup.requests_to("/query")) <= 4
+
+
+def test_a_session_expiring_in_the_middle_of_a_listing_is_renewed_once(
+    make_salesforce: Callable[..., SalesforceSetup],
+) -> None:
+    setup = make_salesforce(cases=600)
+    pages: list[str] = []
+
+    def expire_after_first_page(fake: object, request: object) -> None:
+        if "/query" in getattr(request, "path", ""):
+            pages.append(getattr(request, "path", ""))
+            if len(pages) == 1:
+                setup.fake.expire_sessions()
+
+    setup.fake.after_request.append(expire_after_first_page)
+    backend = setup.backend("client_credentials", page_size=200)
+    refs = list(backend.iter_changed(None))
+    assert len({r.ticket_id for r in refs}) == 600
+    assert backend.client.renewals == 1 and setup.fake.tokens_issued == 2
+    assert len(pages) > 3  # the listing went on through later pages with the new session

@@ -160,6 +160,7 @@ class BugzillaBackend(TicketIntegration):
             page_size=page_size,
             client_options=client_options,
         )
+        self.api = self.client.api  # held directly too: the credential proof listens to its 401s
         self._workflow: dict[str | None, tuple[bool, tuple[str, ...]]] | None = None
         self._workflow_lock = threading.Lock()
 

@@ -84,14 +84,22 @@ def error_from(status: int, body: Any, where: str, retry_after: float | None = N
 
 
 class _BugzillaApiClient(ApiClient):
-    """`ApiClient` whose error answers carry Bugzilla's error code and message."""
+    """`ApiClient` whose error answers carry Bugzilla's error code and message.
+
+    A refused key is 400/306 and a request read as anonymous 401/410: both tell the credential proof's
+    listeners, as any 401 does, so the pipeline asks again before it trusts a "not found".
+    """
 
     def _error(self, method: str, url: str, response: requests.Response, wait: float | None) -> IntegrationError:
         try:
             body = response.json()
         except ValueError:
             body = {"message": response.text.strip()[:200] or response.reason}
-        return error_from(response.status_code, body, self.redact(f"{method} {_path_of(url)}"), wait)
+        error = error_from(response.status_code, body, self.redact(f"{method} {_path_of(url)}"), wait)
+        if response.status_code == 401 or isinstance(error, CredentialsRefused):
+            for listener in list(self._unauthorized_listeners):
+                listener()
+        return error
 
 
 def _path_of(url: str) -> str:
