@@ -2,7 +2,11 @@
 
 Every error names the key path (e.g. `data_manager.sources.tickets.jira.api_token`) and, for a
 missing environment variable, the variable. A disabled system is not validated beyond its shape,
-so its unset secrets are no error.
+so its unset secrets are no error, and its module is not even imported.
+
+`data_manager.sources.tickets.<name>` is one INSTANCE of a ticket system: `type: <system>` says which
+system (when absent, the name is the system, so `jira:` means a Jira). Each enabled instance is
+validated once, by its system's schema, into that system's settings dataclass.
 """
 
 from __future__ import annotations
@@ -18,11 +22,19 @@ import yaml
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from data_manager.collectors.tickets.errors import ConfigError
-from data_manager.collectors.tickets.integration import integration_class
+from data_manager.collectors.tickets.integration import (
+    IntegrationSettings,
+    TicketIntegration,
+    first_config_error,
+    integration_class,
+    known_systems,
+)
 
 DEFAULT_CONFIG_PATH = "config.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SOURCES_PATH = "data_manager.sources.tickets"
+# An instance name is a file-name prefix, a URL segment, a metric label and part of env variable names.
+_INSTANCE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 def substitute_env(value: Any, key_path: str, env: Mapping[str, str]) -> Any:
@@ -45,9 +57,9 @@ def substitute_env(value: Any, key_path: str, env: Mapping[str, str]) -> Any:
     return value
 
 
-def env_override_name(system: str, key: str) -> str:
-    """`TICKETS_<SYSTEM>_<KEY>`: e.g. TICKETS_JIRA_API_TOKEN overrides sources.tickets.jira.api_token."""
-    return f"TICKETS_{system}_{key}".upper()
+def env_override_name(name: str, key: str) -> str:
+    """`TICKETS_<NAME>_<KEY>`: e.g. TICKETS_JIRA_API_TOKEN overrides sources.tickets.jira.api_token."""
+    return f"TICKETS_{name}_{key}".upper()
 
 
 class RedisSchema(Schema):
@@ -106,7 +118,8 @@ class AppConfig:
     """The validated configuration the service runs with."""
 
     data_path: Path
-    sources: dict[str, dict[str, Any]]  # system -> validated mapping (enabled ones fully validated)
+    # instance name -> its system's validated settings dataclass when enabled; {"enabled": False} when not
+    sources: dict[str, IntegrationSettings | dict[str, Any]]
     redis: dict[str, Any] = field(default_factory=dict)
     resync: dict[str, Any] = field(default_factory=lambda: dict(ResyncSchema().load({})))
     persistence: dict[str, Any] = field(default_factory=lambda: dict(PersistenceSchema().load({})))
@@ -114,21 +127,67 @@ class AppConfig:
     workers: dict[str, Any] = field(default_factory=lambda: dict(WorkersSchema().load({})))
     source_path: str = ""
     warnings: list[str] = field(default_factory=list)
+    # instance name -> system type, for every instance (a missing name here means name == system)
+    source_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def enabled_systems(self) -> list[str]:
+        """The names of the enabled instances (what `--system`, webhook paths and files use)."""
         return sorted(name for name, cfg in self.sources.items() if cfg.get("enabled"))
 
+    def system_of(self, name: str) -> str:
+        """The system type of the instance called `name`."""
+        return self.source_types.get(name, name)
+
+    def enabled_instances(self) -> list[tuple[str, IntegrationSettings]]:
+        """(name, settings) of every enabled instance, in config order."""
+        return [
+            (name, cfg) for name, cfg in self.sources.items() if isinstance(cfg, IntegrationSettings) and cfg.enabled
+        ]
+
+    def build_integrations(self) -> list[TicketIntegration]:
+        """One integration per enabled instance, in config order, from the settings validated at load time."""
+        built: list[TicketIntegration] = []
+        for name, settings in self.enabled_instances():
+            key_path = f"{SOURCES_PATH}.{name}"
+            cls = integration_class(self.system_of(name), key_path)
+            try:
+                built.append(cls.from_settings(settings, name=name))
+            except ConfigError as exc:
+                for integration in built:
+                    integration.close()
+                if exc.key_path.startswith(SOURCES_PATH):
+                    raise
+                key = exc.key_path.rsplit(".", 1)[-1]  # a constructor names the bare key ("base_url", "jira.base_url")
+                message = str(exc).removeprefix(f"{exc.key_path}: ")
+                raise ConfigError(message, f"{key_path}.{key}" if key else key_path) from exc
+            except (TypeError, ValueError, KeyError) as exc:
+                for integration in built:
+                    integration.close()
+                raise ConfigError(str(exc), key_path) from exc
+        return built
+
+    def ticket_backends(self) -> list[tuple[str, TicketIntegration]]:
+        """(name, integration) of every enabled instance: what `Ticket.configure` registers."""
+        return [(integration.name, integration) for integration in self.build_integrations()]
+
     def data_manager(self) -> dict[str, Any]:
-        """The `data_manager` mapping `TicketManager` takes."""
-        return {"data_path": str(self.data_path), "sources": {"tickets": self.sources}}
+        """The `data_manager` mapping `TicketManager` takes (re-validated from it)."""
+        tickets: dict[str, dict[str, Any]] = {}
+        for name, cfg in self.sources.items():
+            tickets[name] = dict(cfg)
+            if self.system_of(name) != name:
+                tickets[name]["type"] = self.system_of(name)
+        return {"data_path": str(self.data_path), "sources": {"tickets": tickets}}
 
     def redacted_sources(self) -> dict[str, dict[str, Any]]:
-        """Sources with every secret value replaced, for display."""
+        """Sources with every secret value replaced, for display (disabled ones are not imported: nothing to hide)."""
         shown: dict[str, dict[str, Any]] = {}
-        for system, cfg in self.sources.items():
-            secrets = integration_class(system).secret_keys
-            shown[system] = {k: ("***" if k in secrets and v else v) for k, v in cfg.items()}
+        for name, cfg in self.sources.items():
+            secrets = integration_class(self.system_of(name)).secret_keys if cfg.get("enabled") else frozenset()
+            shown[name] = {k: ("***" if k in secrets and v else v) for k, v in cfg.items()}
+            if self.system_of(name) != name:
+                shown[name] = {"type": self.system_of(name), **shown[name]}
         return shown
 
 
@@ -140,21 +199,12 @@ def _as_mapping(value: Any, key_path: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _first_error(messages: Any, key_path: str) -> ConfigError:
-    """Flatten marshmallow's nested messages into one error that names the full key path."""
-    if isinstance(messages, Mapping):
-        key, inner = next(iter(messages.items()))
-        return _first_error(inner, f"{key_path}.{key}")
-    if isinstance(messages, list) and messages:
-        return ConfigError(str(messages[0]).rstrip("."), key_path)
-    return ConfigError(str(messages), key_path)
-
-
-def _load_schema(schema: Schema, raw: Mapping[str, Any], key_path: str) -> dict[str, Any]:
+def _load_schema(schema: Schema, raw: Mapping[str, Any], key_path: str) -> Any:
+    """What `schema` loads (a dict, or the settings dataclass its `post_load` builds); errors name the key path."""
     try:
-        return dict(schema.load(raw))
+        return schema.load(raw)
     except ValidationError as exc:
-        raise _first_error(exc.messages, key_path) from None
+        raise first_config_error(exc.messages, key_path) from None
 
 
 def _is_enabled(raw: Mapping[str, Any], key_path: str, env: Mapping[str, str]) -> bool:
@@ -176,35 +226,40 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
         raise ConfigError("must be a non-empty path", "data_manager.data_path")
     sources_raw = _as_mapping(_as_mapping(dm.get("sources"), "data_manager.sources").get("tickets"), SOURCES_PATH)
 
-    sources: dict[str, dict[str, Any]] = {}
+    sources: dict[str, IntegrationSettings | dict[str, Any]] = {}
+    source_types: dict[str, str] = {}
     warnings: list[str] = []
-    for system, system_raw in sources_raw.items():
-        key_path = f"{SOURCES_PATH}.{system}"
-        cls = integration_class(str(system), key_path)
-        system_raw = _as_mapping(system_raw, key_path)
-        if not _is_enabled(system_raw, key_path, env):
-            sources[system] = {"enabled": False}
+    for raw_name, instance_raw in sources_raw.items():
+        name = str(raw_name)
+        key_path = f"{SOURCES_PATH}.{name}"
+        instance_raw = _as_mapping(instance_raw, key_path)
+        system = _system_type(name, instance_raw, key_path, env)
+        source_types[name] = system
+        if not _is_enabled(instance_raw, key_path, env):
+            sources[name] = {"enabled": False}
             continue
+        cls = integration_class(system, key_path)  # only now: a disabled system's module is never imported
         for key in list(cls.config_schema().fields):
-            override = env.get(env_override_name(system, key))
+            override = env.get(env_override_name(name, key))
             if override:
-                system_raw[key] = override
-        resolved = substitute_env(system_raw, key_path, env)
+                instance_raw[key] = override
+        resolved = substitute_env(instance_raw, key_path, env)
+        resolved.pop("type", None)
         resolved["enabled"] = True
-        sources[system] = _load_schema(cls.config_schema(), resolved, key_path)
-        if not sources[system].get("webhook_secret") and not sources[system].get("webhook_unauthenticated"):
+        settings = sources[name] = _load_schema(cls.config_schema(), resolved, key_path)
+        if not settings.webhook_secret and not settings.webhook_unauthenticated:
             warnings.append(
-                f"{key_path}.webhook_secret is not set: webhooks for {system} will be rejected (401) "
+                f"{key_path}.webhook_secret is not set: webhooks for {name} will be rejected (401) "
                 f"until it is, or until webhook_unauthenticated: true says so on purpose"
             )
-        elif sources[system].get("webhook_unauthenticated") and not sources[system].get("webhook_secret"):
+        elif settings.webhook_unauthenticated and not settings.webhook_secret:
             warnings.append(f"{key_path}: webhooks are accepted WITHOUT authentication (webhook_unauthenticated: true)")
 
     def section(key: str, schema: Schema, overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
         """A top-level section: substituted, overridden from the environment, validated."""
         raw = substitute_env(_as_mapping(root.get(key), key), key, env)
         raw.update({field: value for field, value in (overrides or {}).items() if value})
-        return _load_schema(schema, raw, key)
+        return dict(_load_schema(schema, raw, key))
 
     return AppConfig(
         data_path=Path(data_path).expanduser(),
@@ -216,7 +271,31 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
         workers=section("workers", WorkersSchema()),
         source_path=source_path,
         warnings=warnings,
+        source_types=source_types,
     )
+
+
+def _system_type(name: str, raw: Mapping[str, Any], key_path: str, env: Mapping[str, str]) -> str:
+    """The system an instance runs: its `type`, else its name; checked without importing anything."""
+    if "type" in raw:
+        system = substitute_env(raw["type"], f"{key_path}.type", env)
+        if not isinstance(system, str) or system not in known_systems():
+            raise ConfigError(
+                f"unknown ticket system {system!r} (known: {', '.join(known_systems())})", f"{key_path}.type"
+            )
+        if not _INSTANCE_NAME.fullmatch(name):
+            raise ConfigError(
+                "an instance name must be lower-case letters, digits and '_', starting with a letter (at most 40)",
+                key_path,
+            )
+        return system
+    if name not in known_systems():
+        raise ConfigError(
+            f"unknown ticket system {name!r} (known: {', '.join(known_systems())}); "
+            f"a second instance of a system names it with `type: <system>`",
+            key_path,
+        )
+    return name
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:

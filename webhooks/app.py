@@ -187,7 +187,10 @@ def receive(system: str) -> Response | tuple[Response, int]:
 
     if not events:
         service.metrics.incr("ignored", system)
-        return jsonify(_accepted.dump({"status": "ignored", "system": system, "jobs": []})), 200
+        return _reply(integration, events) or (
+            jsonify(_accepted.dump({"status": "ignored", "system": system, "jobs": []})),
+            200,
+        )
 
     jobs = []
     for event in events:
@@ -210,7 +213,18 @@ def receive(system: str) -> Response | tuple[Response, int]:
             outcome=result.outcome.value,
             delivery=event.delivery_id,
         )
-    return jsonify(_accepted.dump({"status": "accepted", "system": system, "jobs": jobs})), 202
+    return _reply(integration, events) or (
+        jsonify(_accepted.dump({"status": "accepted", "system": system, "jobs": jobs})),
+        202,
+    )
+
+
+def _reply(integration: TicketIntegration, events: list[TicketEvent]) -> Response | None:
+    """The system's own answer (e.g. Salesforce's SOAP Ack), once every event is queued; None: our JSON."""
+    reply = integration.webhook_reply(events)
+    if reply is None:
+        return None
+    return Response(reply.body, status=reply.status, content_type=reply.content_type)
 
 
 def reject(system: str, status: int, code: str, message: str, **details: Any) -> Response:

@@ -120,7 +120,13 @@ class RedmineAdmin:
             project["parent_id"] = parent_id
         if custom_fields:
             project["issue_custom_field_ids"] = [cf["id"] for cf in self.custom_fields()]
-        return self.call("POST", "projects.json", json={"project": project})["project"]
+        created = self.call("POST", "projects.json", json={"project": project}, expect=(200, 201, 422))
+        if "project" in (created or {}):
+            return dict(created["project"])
+        # A 500 retried above can have been saved after all (a busy SQLite); the unique identifier is then taken
+        # by that very project. Anything else unprocessable is a real error.
+        assert "Identifier has already been taken" in str(created), f"POST projects.json answered 422: {created}"
+        return dict(self.call("GET", f"projects/{project['identifier']}.json")["project"])
 
     def delete_project(self, identifier: str) -> None:
         self.call("DELETE", f"projects/{identifier}.json", expect=(200, 204, 404))

@@ -63,6 +63,15 @@ class PermanentError(IntegrationError):
     """Retrying will not help: 400, 401, 403, bad configuration."""
 
 
+class ReadOnlySystemError(PermanentError):
+    """A write (create, update, comment) was asked of a system its integration declares read-only."""
+
+    def __init__(self, name: str, operation: str) -> None:
+        self.name = name
+        self.operation = operation
+        super().__init__(f"ticket system {name!r} is read-only: it cannot {operation}")
+
+
 class CredentialsRefused(PermanentError):
     """The system did not accept our credentials (or answers as the anonymous user).
 

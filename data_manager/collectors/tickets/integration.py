@@ -1,8 +1,10 @@
-"""The seam between the pipeline and a ticket system.
+"""The seam between the pipeline and a ticket system: one contract class per system.
 
-Each system lives in one module `integrations/<system>.py` that defines a `TicketIntegration`
-subclass. The pipeline (webhooks, workers, resync) only talks to this interface, so it never
-branches on a system's name.
+Each system lives in one module `integrations/<system>.py` (or a package `integrations/<system>/`)
+that defines `class X(TicketIntegration, system="<system>")`. That one class reads (fetch, list
+changed), proves its credentials, authenticates and parses webhooks, and writes (the seed's
+`TicketBackend` methods). The pipeline (webhooks, workers, resync) only talks to this interface,
+so it never branches on a system's name. See docs/adding-a-system.md.
 """
 
 from __future__ import annotations
@@ -14,17 +16,24 @@ import importlib
 import json
 import pkgutil
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 from requests.structures import CaseInsensitiveDict
 
-from data_manager.collectors.tickets.errors import ConfigError, WebhookAuthError, WebhookPayloadError
+from data_manager.collectors.tickets.errors import (
+    ConfigError,
+    ReadOnlySystemError,
+    TicketGone,
+    WebhookAuthError,
+    WebhookPayloadError,
+)
 from data_manager.collectors.tickets.model import Comment, TicketData
 
 
@@ -89,6 +98,15 @@ class WebhookRequest:
         object.__setattr__(self, "headers", CaseInsensitiveDict(dict(self.headers)))
 
 
+@dataclass(frozen=True)
+class WebhookReply:
+    """What to answer a webhook once its events are safely queued, when the system wants more than JSON."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
 def constant_time_equal(given: str | bytes | None, expected: str | bytes) -> bool:
     """Compare secrets without leaking their length-prefix through timing."""
     if given is None:
@@ -130,16 +148,58 @@ def verify_hmac_signature(header_value: str | None, body: bytes, secret: str, *,
         raise WebhookAuthError(f"{header_name} signature does not match the request body")
 
 
+SOURCES_PATH = "data_manager.sources.tickets"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class IntegrationSettings(Mapping[str, Any]):
+    """Validated settings of one configured system instance: the keys every system accepts.
+
+    A system's settings dataclass subclasses this with its own keys; its `config_schema` builds it
+    in `post_load`, so config is validated exactly once. The read-only mapping view
+    (`settings["api_key"]`, `dict(settings)`) serves display (secrets redacted) and older callers.
+    """
+
+    enabled: bool = False
+    webhook_secret: str | None = None
+    # True only on purpose: the endpoint then accepts unsigned webhooks (e.g. behind an authenticating proxy).
+    webhook_unauthenticated: bool = False
+    timeout_seconds: float = 30.0
+    max_retries: int = 4
+    resync_concurrency: int = 4
+    resync_overlap_seconds: int = 300
+    credential_proof_seconds: float = 60.0  # how long a successful credential check is trusted (credentials.py)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    @classmethod
+    def _keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclass_fields(cls))
+
+
 class IntegrationConfigSchema(Schema):
-    """Keys every system accepts under `data_manager.sources.tickets.<system>`."""
+    """Keys every system accepts under `data_manager.sources.tickets.<name>`; loads `settings_class`.
+
+    A system's schema subclasses this, adds its keys and names its settings dataclass in
+    `settings_class` (same field names).
+    """
+
+    settings_class: ClassVar[type[IntegrationSettings]] = IntegrationSettings
 
     class Meta:
         unknown = EXCLUDE
 
     enabled = fields.Boolean(load_default=False)
-    base_url = fields.Url(require_tld=False, schemes={"http", "https"})
     webhook_secret = fields.String(load_default=None, allow_none=True)
-    # Set true only on purpose: the endpoint then accepts unsigned webhooks (e.g. behind an authenticating proxy).
     webhook_unauthenticated = fields.Boolean(load_default=False)
     timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=600))
     max_retries = fields.Integer(load_default=4, validate=validate.Range(min=0, max=20))
@@ -148,43 +208,133 @@ class IntegrationConfigSchema(Schema):
     # How long a successful credential check is trusted (see credentials.py); 0 = check every time.
     credential_proof_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=3600))
 
+    @post_load
+    def _make_settings(self, data: dict[str, Any], **kwargs: Any) -> IntegrationSettings:
+        known = {f.name for f in dataclass_fields(self.settings_class)}
+        return self.settings_class(**{key: value for key, value in data.items() if key in known})
+
+
+def first_config_error(messages: Any, key_path: str) -> ConfigError:
+    """Flatten marshmallow's nested messages into one error that names the full key path."""
+    if isinstance(messages, Mapping) and messages:
+        key, inner = next(iter(messages.items()))
+        return first_config_error(inner, key_path if key == "_schema" else f"{key_path}.{key}")
+    if isinstance(messages, list) and messages:
+        return (
+            first_config_error(messages[0], key_path)
+            if isinstance(messages[0], (Mapping, list))
+            else (ConfigError(str(messages[0]).rstrip("."), key_path))
+        )
+    return ConfigError(str(messages), key_path)
+
+
+# The write side: the seed's `TicketBackend` methods. A read-only system need not define them.
+WRITE_METHODS = ("create", "update", "add_comment")
+BACKEND_METHODS = ("create", "read", "update", "add_comment")
+
 
 class TicketIntegration(abc.ABC):
-    """One ticket system: fetch a ticket, list changed tickets, authenticate and parse its webhooks."""
+    """One ticket system: read, prove credentials, take webhooks, and write (the seed's TicketBackend).
 
-    system: ClassVar[str]
-    config_schema: ClassVar[type[Schema]] = IntegrationConfigSchema
+    Subclass it as `class X(TicketIntegration, system="x")`; the class is checked when it is defined:
+    a missing method is a `TypeError` naming it, at import. Intermediate abstract bases leave out
+    `system=`. A read-only system sets `read_only = True`; its `create`, `update` and `add_comment`
+    then raise `ReadOnlySystemError` and `read` answers from `fetch`.
+    """
+
+    system: ClassVar[str]  # the system TYPE ("jira"); the instance is `name`
+    read_only: ClassVar[bool] = False
+    config_schema: ClassVar[type[IntegrationConfigSchema]] = IntegrationConfigSchema
     # Names of config keys that hold secrets; they are redacted wherever config is shown.
     secret_keys: ClassVar[frozenset[str]] = frozenset({"webhook_secret"})
     # Media types this system's webhooks arrive as (JSON unless a system sends e.g. SOAP/XML).
     webhook_content_types: ClassVar[tuple[str, ...]] = ("application/json",)
-    # The system's own rule for a ticket id (fullmatch). A webhook event whose id breaks it is refused
-    # (400) before anything is queued. Every system sets its own; this default only bounds the shape.
-    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+    # What a ticket id of this system looks like; a webhook event whose id does not fullmatch is refused.
+    ticket_id_pattern: ClassVar[re.Pattern[str]]
 
     webhook_secret: str | None = None
     webhook_unauthenticated: bool = False
     resync_concurrency: int = 4
     resync_overlap_seconds: int = 300
     credential_proof_seconds: float = 60.0
+    _name: str | None = None
+
+    def __init_subclass__(cls, system: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if system is None:
+            return  # an intermediate base: checked where a concrete system names itself
+        if not isinstance(system, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", system):
+            raise TypeError(f"{cls.__name__}: system must be lower-case letters, digits and '_', not {system!r}")
+        cls.system = system
+        if cls.read_only:
+            _install_read_only_methods(cls)
+        missing = sorted(name for name in _abstract_names(cls) if _is_abstract(getattr(cls, name, None)))
+        if not isinstance(getattr(cls, "ticket_id_pattern", None), re.Pattern):
+            missing.append("ticket_id_pattern (a compiled re.Pattern)")
+        if missing:
+            raise TypeError(
+                f"{cls.__module__}.{cls.__name__} (system {system!r}) does not implement: {', '.join(missing)}"
+                + ("" if cls.read_only else "; a read-only system says read_only = True")
+            )
+
+    # -- construction ----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The instance name: `source_type` in hashes, files, job ids, metrics, cursors, the webhook path."""
+        return self._name or self.system
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    def config_key(self, key: str) -> str:
+        """The key path of one of this instance's settings, as every config error names it."""
+        return f"{SOURCES_PATH}.{self.name}.{key}"
 
     @classmethod
     @abc.abstractmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TicketIntegration:
-        """Build from the validated `sources.tickets.<system>` mapping."""
+    def from_settings(cls, settings: Any, *, name: str) -> Self:
+        """Build from this system's validated settings (its `config_schema`'s `settings_class`); never re-validate."""
 
-    def apply_common_config(self, config: Mapping[str, Any]) -> None:
-        """Take the keys `IntegrationConfigSchema` defines for every system."""
-        self.webhook_secret = config.get("webhook_secret") or None
-        self.webhook_unauthenticated = bool(config.get("webhook_unauthenticated", False))
-        self.resync_concurrency = int(config.get("resync_concurrency", 4))
-        self.resync_overlap_seconds = int(config.get("resync_overlap_seconds", 300))
-        self.credential_proof_seconds = float(config.get("credential_proof_seconds", 60.0))
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, name: str | None = None) -> Self:
+        """Build from a raw `sources.tickets.<name>` mapping (validated here) or from already-loaded settings."""
+        name = name or cls.system
+        settings_class = cls.config_schema.settings_class
+        if not isinstance(config, settings_class):
+            try:
+                config = cls.config_schema().load({**dict(config), "enabled": True})
+            except ValidationError as exc:
+                raise first_config_error(exc.messages, f"{SOURCES_PATH}.{name}") from None
+        return cls.from_settings(config, name=name)
+
+    def apply_settings(self, settings: IntegrationSettings, *, name: str) -> None:
+        """Take the keys every system accepts, and the instance name."""
+        self.name = name
+        self.webhook_secret = settings.webhook_secret or None
+        self.webhook_unauthenticated = bool(settings.webhook_unauthenticated)
+        self.resync_concurrency = int(settings.resync_concurrency)
+        self.resync_overlap_seconds = int(settings.resync_overlap_seconds)
+        self.credential_proof_seconds = float(settings.credential_proof_seconds)
 
     # -- reading ---------------------------------------------------------------------------------
     @abc.abstractmethod
     def fetch(self, ticket_id: str) -> TicketSnapshot:
-        """The ticket's current state with every comment; raises `TicketGone` if it no longer exists."""
+        """The ticket's current state with every comment; raises `TicketGone` if it no longer exists
+        (or is out of our reach: 404, 403, moved). The pipeline proves credentials before acting on it."""
+
+    def fetch_many(self, ticket_ids: Sequence[str]) -> dict[str, TicketSnapshot | TicketGone]:
+        """Every requested id → its snapshot or `TicketGone`; any other error raises for the whole batch.
+
+        One `fetch` per id by default; a system with a batch endpoint overrides this.
+        """
+        found: dict[str, TicketSnapshot | TicketGone] = {}
+        for ticket_id in ticket_ids:
+            try:
+                found[ticket_id] = self.fetch(ticket_id)
+            except TicketGone as gone:
+                found[ticket_id] = gone
+        return found
 
     @abc.abstractmethod
     def iter_changed(self, since: datetime | None) -> Iterator[TicketRef]:
@@ -215,7 +365,7 @@ class TicketIntegration(abc.ABC):
             self.verify_webhook(request, self.webhook_secret)
         elif not self.webhook_unauthenticated:
             raise WebhookAuthError(
-                f"no webhook_secret is configured for {self.system}; set one, or set "
+                f"no webhook_secret is configured for {self.name}; set one, or set "
                 f"webhook_unauthenticated: true to accept unsigned webhooks on purpose"
             )
 
@@ -227,33 +377,91 @@ class TicketIntegration(abc.ABC):
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         """The events in an authenticated request; [] for kinds we do not act on. `WebhookPayloadError` if malformed."""
 
+    def webhook_reply(self, events: list[TicketEvent]) -> WebhookReply | None:
+        """The answer once every event is safely queued (or ignored); None: the standard JSON 202/200."""
+        return None
+
+    # -- writing (the seed's TicketBackend) ------------------------------------------------------
+    @abc.abstractmethod
+    def create(self, data: TicketData) -> str:
+        """Create a ticket upstream; its id."""
+
+    @abc.abstractmethod
+    def read(self, ticket_id: str) -> tuple[TicketData, list[Comment]]:
+        """The ticket's data and comments, for the `Ticket` facade."""
+
+    @abc.abstractmethod
+    def update(self, ticket_id: str, fields: Mapping[str, Any]) -> None:
+        """Change the named `TicketData` fields upstream."""
+
+    @abc.abstractmethod
+    def add_comment(self, ticket_id: str, comment: Comment) -> None:
+        """Add a comment upstream."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections."""
 
     def __repr__(self) -> str:  # never show credentials
-        return f"<{type(self).__name__} system={self.system!r}>"
+        return f"<{type(self).__name__} system={self.system!r} name={self.name!r}>"
 
 
-# -- registry of systems ----------------------------------------------------------------------------
+def _is_abstract(value: Any) -> bool:
+    return bool(getattr(value, "__isabstractmethod__", False))
+
+
+def _abstract_names(cls: type) -> set[str]:
+    """Abstract names of the bases plus the class's own (ABCMeta computes its set only after this check)."""
+    names = {name for base in cls.__mro__[1:] for name in getattr(base, "__abstractmethods__", ())}
+    return names | {name for name, value in vars(cls).items() if _is_abstract(value)}
+
+
+def _install_read_only_methods(cls: type[TicketIntegration]) -> None:
+    """Give a read-only system writes that refuse clearly, and a `read` that answers from `fetch`."""
+
+    def refuse(operation: str) -> Any:
+        def method(self: TicketIntegration, *args: Any, **kwargs: Any) -> Any:
+            raise ReadOnlySystemError(self.name, operation)
+
+        method.__name__ = operation
+        method.__doc__ = f"Refused: {cls.__name__} is read-only."
+        return method
+
+    for operation in WRITE_METHODS:
+        if _is_abstract(getattr(cls, operation, None)):
+            setattr(cls, operation, refuse(operation))
+    if _is_abstract(getattr(cls, "read", None)):
+
+        def read(self: TicketIntegration, ticket_id: str) -> tuple[TicketData, list[Comment]]:
+            snapshot = self.fetch(ticket_id)
+            return snapshot.data, list(snapshot.comments)
+
+        cls.read = read  # type: ignore[method-assign]
+
+
+# -- the systems ------------------------------------------------------------------------------------
 _INTEGRATIONS_PACKAGE = "data_manager.collectors.tickets.integrations"
 
 
 def known_systems() -> list[str]:
-    """Every system that has a module in the integrations package."""
+    """Every system that has a module or package in the integrations package (nothing is imported)."""
     package = importlib.import_module(_INTEGRATIONS_PACKAGE)
     return sorted(info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_"))
 
 
 def integration_class(system: str, key_path: str = "") -> type[TicketIntegration]:
-    """The integration class for `system`, imported on first use."""
+    """The integration class for `system`, importing only that system's module.
+
+    The class is found in its module (`class X(TicketIntegration, system="x")`), so there is no
+    process-wide registry to fill or reset; an import error in one system never touches another.
+    """
     if system not in known_systems():
         raise ConfigError(f"unknown ticket system {system!r} (known: {', '.join(known_systems())})", key_path)
-    module = importlib.import_module(f"{_INTEGRATIONS_PACKAGE}.{system}")
+    try:
+        module = importlib.import_module(f"{_INTEGRATIONS_PACKAGE}.{system}")
+    except Exception as exc:  # whatever one system's import raises is that system's error, reported for it alone
+        raise ConfigError(f"the {system} integration cannot be loaded: {type(exc).__name__}: {exc}", key_path) from exc
     for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, TicketIntegration)
-            and getattr(value, "system", None) == system
-        ):
+        if isinstance(value, type) and issubclass(value, TicketIntegration) and value.__dict__.get("system") == system:
             return value
-    raise ConfigError(f"module {module.__name__} defines no TicketIntegration with system = {system!r}", key_path)
+    raise ConfigError(f"module {module.__name__} defines no class X(TicketIntegration, system={system!r})", key_path)

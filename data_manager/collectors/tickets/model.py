@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -141,6 +141,12 @@ class TicketBackend(Protocol):
     def add_comment(self, ticket_id: str, comment: Comment) -> None: ...
 
 
+class BackendSource(Protocol):
+    """Something that knows the configured ticket systems: a loaded `AppConfig`, or a `TicketManager`."""
+
+    def ticket_backends(self) -> Iterable[tuple[str, TicketBackend]]: ...
+
+
 class _BackendRegistry:
     """Named backends plus the active one; each `Ticket` subclass owns its own."""
 
@@ -192,6 +198,21 @@ class Ticket:
             cls._registry.backends[name] = backend
             if make_default or cls._registry.active is None:
                 cls._registry.active = name
+
+    @classmethod
+    def configure(cls, source: BackendSource) -> list[str]:
+        """Register every enabled ticket system instance of a config under its name; the names registered.
+
+        `Ticket.configure(load_config("config.yaml"))` (or a `TicketManager`, to share its integrations),
+        then `Ticket.use_backend("jira")`. The first instance in the config becomes the active backend
+        unless one was active already; an instance registered before under the same name is replaced.
+        """
+        names = []
+        with cls._registry.lock:
+            for name, backend in source.ticket_backends():
+                cls.register_backend(name, backend)
+                names.append(name)
+        return names
 
     @classmethod
     def set_backend(cls, backend: TicketBackend) -> None:
@@ -277,6 +298,7 @@ class Ticket:
 
 
 __all__ = [
+    "BackendSource",
     "Comment",
     "Status",
     "Ticket",

@@ -185,7 +185,7 @@ def plan_resync(
     With a `snapshot_sink`, complete tickets the listing brings go to it as they stream and are
     marked `prefetched`; without one they are dropped and fetched like the rest.
     """
-    system = integration.system
+    system = integration.name
     prove_credentials(integration, fresh=full)
     listed_at = datetime.now(UTC)
     previous = persistence.get_cursor(system)
@@ -370,7 +370,7 @@ def resync_system(
     dispatcher = dispatcher or InlineDispatcher(concurrency)
     guard = guard or DeleteGuard()
     started = time.monotonic()
-    system = integration.system
+    system = integration.name
     summary = ResyncSummary(system=system, mode="full" if full else "incremental", dispatch=dispatcher.kind)
     sink_for = getattr(dispatcher, "snapshot_sink", None)  # only a dispatcher that stores here takes snapshots
     try:

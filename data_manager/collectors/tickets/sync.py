@@ -61,7 +61,7 @@ def store_snapshot(
     integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
 ) -> SyncOutcome:
     """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
-    resource = normalise(integration.system, snapshot)
+    resource = normalise(integration.name, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
 
 
@@ -73,12 +73,12 @@ def delete_ticket(
     reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
 ) -> SyncOutcome:
     """Remove our copy of a ticket the system says is gone, once the system has accepted our credentials."""
-    if not persistence.has_copy(integration.system, ticket_id):
+    if not persistence.has_copy(integration.name, ticket_id):
         return SyncOutcome.ABSENT  # nothing to lose, nothing to prove
     prove_credentials(integration)
-    removed = persistence.delete(integration.system, ticket_id, reason=reason)
+    removed = persistence.delete(integration.name, ticket_id, reason=reason)
     if removed:
-        log.info("%s %s removed (%s); the copy is in the trash", integration.system, ticket_id, reason)
+        log.info("%s %s removed (%s); the copy is in the trash", integration.name, ticket_id, reason)
     return SyncOutcome.DELETED if removed else SyncOutcome.ABSENT
 
 
@@ -100,10 +100,10 @@ def reconcile_unlisted(
     long_unchanged = snapshot.updated_at is not None and snapshot.updated_at < unchanged_since
     if long_unchanged and integration.in_scope(ticket_id) is False:
         prove_credentials(integration)  # an anonymous search finds nothing in scope
-        persistence.delete(integration.system, ticket_id, reason=RemovalReason.OUT_OF_SCOPE)
+        persistence.delete(integration.name, ticket_id, reason=RemovalReason.OUT_OF_SCOPE)
         log.info(
-            "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.system, ticket_id
+            "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.name, ticket_id
         )
         return SyncOutcome.OUT_OF_SCOPE
-    resource = normalise(integration.system, snapshot)
+    resource = normalise(integration.name, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]

@@ -9,8 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from data_manager.collectors.persistence import PersistenceService
-from data_manager.collectors.tickets.errors import ConfigError
-from data_manager.collectors.tickets.integration import TicketIntegration, integration_class
+from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.resync import (
     DeleteGuard,
     Dispatcher,
@@ -18,6 +17,7 @@ from data_manager.collectors.tickets.resync import (
     ResyncSummary,
     resync_system,
 )
+from data_manager.config import AppConfig, parse_config
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +38,40 @@ class CollectResult:
 
 
 class TicketManager:
-    """Holds one integration per enabled ticket system; disabled systems are skipped.
+    """Holds one integration per enabled ticket system instance; disabled ones are skipped.
 
-    `dm_config` is the `data_manager` mapping of config.yaml (or an already-loaded `AppConfig`).
+    `dm_config` is the `data_manager` mapping of config.yaml (validated here), or an already-loaded
+    `AppConfig`. `integrations` is the list the seed declares, ordered by instance name; look one up
+    with `integration(name)`.
     """
 
-    def __init__(self, dm_config: Mapping[str, Any] | Any) -> None:
-        from data_manager.config import AppConfig, parse_config
-
+    def __init__(self, dm_config: Mapping[str, Any] | AppConfig) -> None:
         self.dm_config = dm_config  # the seed's attribute: the mapping (or AppConfig) given
-        if isinstance(dm_config, AppConfig):
-            sources = dm_config.sources
-        else:
-            sources = parse_config({"data_manager": dict(dm_config)}).sources
-        # The seed's `integrations: List[TicketIntegration]`; `integration(name)` looks one up by name.
-        self.integrations: list[TicketIntegration] = []
-        self._by_name: dict[str, TicketIntegration] = {}
-        for system, cfg in sorted(sources.items()):
+        config = dm_config if isinstance(dm_config, AppConfig) else parse_config({"data_manager": dict(dm_config)})
+        for name, cfg in config.sources.items():
             if not cfg.get("enabled"):
-                log.debug("ticket system %s is disabled; skipped", system)
-                continue
-            key_path = f"data_manager.sources.tickets.{system}"
-            try:
-                integration = integration_class(system, key_path).from_config(cfg)
-            except ConfigError:
-                raise
-            except (TypeError, ValueError, KeyError) as exc:
-                raise ConfigError(str(exc), key_path) from exc
-            self.integrations.append(integration)
-            self._by_name[system] = integration
+                log.debug("ticket system %s is disabled; skipped", name)
+        # The seed's `integrations: List[TicketIntegration]`.
+        self.integrations: list[TicketIntegration] = sorted(
+            config.build_integrations(), key=lambda integration: integration.name
+        )
 
     @property
     def systems(self) -> list[str]:
-        return list(self._by_name)
+        """The enabled instances' names, in the order `resync` visits them."""
+        return [integration.name for integration in self.integrations]
 
-    def integration(self, system: str) -> TicketIntegration:
-        try:
-            return self._by_name[system]
-        except KeyError:
-            enabled = ", ".join(self._by_name) or "none"
-            raise KeyError(f"ticket system {system!r} is not enabled (enabled: {enabled})") from None
+    def integration(self, name: str) -> TicketIntegration:
+        """The enabled instance called `name`; a KeyError naming the enabled ones otherwise."""
+        for integration in self.integrations:
+            if integration.name == name:
+                return integration
+        enabled = ", ".join(self.systems) or "none"
+        raise KeyError(f"ticket system {name!r} is not enabled (enabled: {enabled})")
+
+    def ticket_backends(self) -> list[tuple[str, TicketIntegration]]:
+        """(name, integration) of every enabled instance: what `Ticket.configure(manager)` registers."""
+        return [(integration.name, integration) for integration in self.integrations]
 
     def resync(
         self,

@@ -26,6 +26,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -46,6 +47,7 @@ from data_manager.collectors.tickets.http import ApiClient, NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -218,9 +220,29 @@ def _valid_timezone(name: str) -> None:
 
 
 # -- configuration ------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False, kw_only=True)
+class JiraSettings(IntegrationSettings):
+    """Validated `data_manager.sources.tickets.<name>` of a Jira instance."""
+
+    base_url: str | None = None
+    deployment: str = "cloud"
+    username: str | None = None
+    api_token: str | None = None
+    jql_query: str | None = None
+    project_key: str | None = None
+    issue_type: str = "Task"
+    include_restricted_comments: bool = False
+    jql_timezone: str = "UTC"
+    page_size: int = 100
+    custom_fields: tuple[str, ...] | list[str] = ()
+
+
 class JiraConfigSchema(IntegrationConfigSchema):
     """`data_manager.sources.tickets.jira`."""
 
+    settings_class = JiraSettings
+
+    base_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
     deployment = fields.String(load_default="cloud", validate=validate.OneOf(DEPLOYMENTS))
     username = fields.String(load_default=None, allow_none=True)  # Cloud: the account's email; unused on DC (PAT)
     api_token = fields.String(load_default=None, allow_none=True)  # Cloud: API token; DC: personal access token
@@ -257,7 +279,7 @@ class JiraConfigSchema(IntegrationConfigSchema):
 
 
 # -- the integration -------------------------------------------------------------------------------------
-class JiraTickets(TicketIntegration):
+class JiraTickets(TicketIntegration, system="jira"):
     """Jira as a ticket source (fetch, list, webhooks) and as a `TicketBackend` (create, read, update, comment).
 
     `assignee` / `requester` in writes are an accountId on Cloud and a user name on Data Center
@@ -265,7 +287,6 @@ class JiraTickets(TicketIntegration):
     user; `Comment.author` and `Comment.at` are not sent (Jira sets both).
     """
 
-    system: ClassVar[str] = "jira"
     # An issue key (PROJ-7) or an issue's numeric id.
     ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}|[0-9]{1,18}")
     config_schema = JiraConfigSchema
@@ -292,22 +313,24 @@ class JiraTickets(TicketIntegration):
     ) -> None:
         deployment = _DEPLOYMENT_ALIASES.get(str(deployment).strip().lower(), str(deployment).strip().lower())
         if deployment not in DEPLOYMENTS:
-            raise ConfigError(f"must be one of {', '.join(DEPLOYMENTS)}, not {deployment!r}", "jira.deployment")
+            raise ConfigError(
+                f"must be one of {', '.join(DEPLOYMENTS)}, not {deployment!r}", self.config_key("deployment")
+            )
         if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise ConfigError("must be an http(s) URL", "jira.base_url")
+            raise ConfigError("must be an http(s) URL", self.config_key("base_url"))
         if not api_token:
-            raise ConfigError("is required", "jira.api_token")
+            raise ConfigError("is required", self.config_key("api_token"))
         if deployment == "cloud" and not username:
-            raise ConfigError("is required for Jira Cloud (the account's email address)", "jira.username")
+            raise ConfigError("is required for Jira Cloud (the account's email address)", self.config_key("username"))
         if not strip_order_by(jql_query or ""):
             raise ConfigError(
                 "is required: a JQL restriction such as 'project = PROJ' (Cloud refuses unbounded searches)",
-                "jira.jql_query",
+                self.config_key("jql_query"),
             )
         try:
             self.zone = ZoneInfo(jql_timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"unknown time zone {jql_timezone!r}", "jira.jql_timezone") from None
+            raise ConfigError(f"unknown time zone {jql_timezone!r}", self.config_key("jql_timezone")) from None
         self.deployment = deployment
         self.base_url = str(base_url).rstrip("/")
         self.username = username
@@ -336,23 +359,23 @@ class JiraTickets(TicketIntegration):
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> JiraTickets:
+    def from_settings(cls, settings: JiraSettings, *, name: str) -> JiraTickets:
         integration = cls(
-            config.get("base_url") or "",
-            config.get("username"),
-            config.get("api_token") or "",
-            config.get("jql_query") or "",
-            deployment=config.get("deployment", "cloud"),
-            project_key=config.get("project_key"),
-            issue_type=config.get("issue_type") or "Task",
-            include_restricted_comments=bool(config.get("include_restricted_comments", False)),
-            jql_timezone=config.get("jql_timezone") or "UTC",
-            page_size=int(config.get("page_size", 100)),
-            custom_fields=config.get("custom_fields") or (),
-            timeout=float(config.get("timeout_seconds", 30.0)),
-            max_retries=int(config.get("max_retries", 4)),
+            settings.base_url or "",
+            settings.username,
+            settings.api_token or "",
+            settings.jql_query or "",
+            deployment=settings.deployment,
+            project_key=settings.project_key,
+            issue_type=settings.issue_type or "Task",
+            include_restricted_comments=settings.include_restricted_comments,
+            jql_timezone=settings.jql_timezone or "UTC",
+            page_size=settings.page_size,
+            custom_fields=settings.custom_fields or (),
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
         )
-        integration.apply_common_config(config)
+        integration.apply_settings(settings, name=name)
         return integration
 
     # -- HTTP plumbing ------------------------------------------------------------------------------------
@@ -695,7 +718,9 @@ class JiraTickets(TicketIntegration):
         match = _JIRA_PROJECT_ONLY.match(strip_order_by(self.jql_query))
         if match:
             return match.group(1).upper()
-        raise ConfigError("is required to create issues (jql_query does not name a single project)", "jira.project_key")
+        raise ConfigError(
+            "is required to create issues (jql_query does not name a single project)", self.config_key("project_key")
+        )
 
     def read(self, ticket_id: str) -> tuple[TicketData, list[Comment]]:
         snapshot = self.fetch(ticket_id)
@@ -798,7 +823,9 @@ class JiraTickets(TicketIntegration):
         self.client.close()
 
     def __repr__(self) -> str:
-        return f"<JiraTickets system='jira' deployment={self.deployment!r} base_url={self.base_url!r}>"
+        return (
+            f"<JiraTickets system='jira' name={self.name!r} deployment={self.deployment!r} base_url={self.base_url!r}>"
+        )
 
 
-__all__ = ["JiraConfigSchema", "JiraTickets", "changed_jql", "map_status", "strip_order_by"]
+__all__ = ["JiraConfigSchema", "JiraSettings", "JiraTickets", "changed_jql", "map_status", "strip_order_by"]

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from data_manager.collectors.tickets.errors import (
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -69,16 +71,23 @@ def reset_stores() -> None:
         _stores.clear()
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class InMemorySettings(IntegrationSettings):
+    store: str = "default"
+    store_path: str | None = None
+
+
 class InMemoryConfigSchema(IntegrationConfigSchema):
+    settings_class = InMemorySettings
+
     store = fields.String(load_default="default")
     # A JSON file holding the tickets, shared across processes and restarts (instead of `store`).
     store_path = fields.String(load_default=None, allow_none=True)
 
 
-class InMemoryTickets(TicketIntegration):
+class InMemoryTickets(TicketIntegration, system="memory"):
     """An integration over an `InMemoryBackend`; also a `TicketBackend` for the `Ticket` facade."""
 
-    system: ClassVar[str] = "memory"
     ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"T[0-9]{1,18}")
     config_schema = InMemoryConfigSchema
 
@@ -87,11 +96,10 @@ class InMemoryTickets(TicketIntegration):
         self.webhook_secret = webhook_secret
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> InMemoryTickets:
-        store_path = config.get("store_path")
-        backend = file_store(store_path) if store_path else named_store(config.get("store", "default"))
+    def from_settings(cls, settings: InMemorySettings, *, name: str) -> InMemoryTickets:
+        backend = file_store(settings.store_path) if settings.store_path else named_store(settings.store)
         integration = cls(backend)
-        integration.apply_common_config(config)
+        integration.apply_settings(settings, name=name)
         return integration
 
     # -- TicketIntegration -----------------------------------------------------------------------

@@ -49,6 +49,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar, cast
 from urllib.parse import quote, urlsplit
@@ -69,6 +70,7 @@ from data_manager.collectors.tickets.http import ApiClient, NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -217,8 +219,25 @@ class _StatusField(fields.Field[Any]):
             raise ValidationError(str(exc)) from None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RedmineSettings(IntegrationSettings):
+    """Validated `data_manager.sources.tickets.<name>` of a Redmine instance."""
+
+    base_url: str
+    api_key: str
+    project_id: str | None = None
+    include_subprojects: bool = True
+    include_private_notes: bool = False
+    tracker: str | None = None
+    status_map: Mapping[str, Status] = field(default_factory=dict)
+    impersonate_authors: bool = False
+    communication_field: str | None = None
+
+
 class RedmineConfigSchema(IntegrationConfigSchema):
     """`data_manager.sources.tickets.redmine`."""
+
+    settings_class = RedmineSettings
 
     base_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
     api_key = fields.String(required=True, validate=validate.Length(min=1))
@@ -260,10 +279,9 @@ class _Cached:
             self._values.pop(key, None)
 
 
-class RedmineTickets(TicketIntegration):
+class RedmineTickets(TicketIntegration, system="redmine"):
     """Redmine through its REST API, as a `TicketIntegration` and as a `TicketBackend`."""
 
-    system: ClassVar[str] = "redmine"
     ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[1-9][0-9]{0,17}")
     config_schema = RedmineConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_key", "webhook_secret"})
@@ -288,18 +306,20 @@ class RedmineTickets(TicketIntegration):
     ) -> None:
         parts = urlsplit(str(base_url or ""))
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"base_url must be an http(s) URL, not {base_url!r}", "base_url")
+            raise ConfigError(f"base_url must be an http(s) URL, not {base_url!r}", self.config_key("base_url"))
         if parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigError("base_url must not carry credentials, a query or a fragment", "base_url")
+            raise ConfigError("base_url must not carry credentials, a query or a fragment", self.config_key("base_url"))
         if not api_key or not str(api_key).strip():
-            raise ConfigError("api_key is required", "api_key")
+            raise ConfigError("api_key is required", self.config_key("api_key"))
         if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", "page_size")
+            raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}", self.config_key("page_size"))
         self.base_url = str(base_url).rstrip("/")
         self.api_key = str(api_key).strip()  # the seed's attribute; never in repr, logs or errors
         self.project_id = str(project_id).strip() if project_id not in (None, "") else None
         if self.project_id is not None and not _PROJECT_IDENTIFIER.match(self.project_id):
-            raise ConfigError(f"{self.project_id!r} is not a Redmine project identifier or id", "project_id")
+            raise ConfigError(
+                f"{self.project_id!r} is not a Redmine project identifier or id", self.config_key("project_id")
+            )
         self.include_subprojects = include_subprojects
         self.include_private_notes = include_private_notes
         self.tracker = str(tracker).strip() if tracker not in (None, "") else None
@@ -321,29 +341,21 @@ class RedmineTickets(TicketIntegration):
         self._cache = _Cached()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RedmineTickets:
-        try:
-            loaded = RedmineConfigSchema().load(dict(config))
-        except ValidationError as exc:
-            key, messages = next(iter(exc.messages.items())) if isinstance(exc.messages, dict) else ("", exc.messages)
-            message = messages[0] if isinstance(messages, list) and messages else messages
-            raise ConfigError(
-                str(message).rstrip("."), f"data_manager.sources.tickets.redmine.{key}".rstrip(".")
-            ) from None
+    def from_settings(cls, settings: RedmineSettings, *, name: str) -> RedmineTickets:
         integration = cls(
-            loaded["base_url"],
-            loaded["api_key"],
-            loaded.get("project_id"),
-            include_subprojects=loaded["include_subprojects"],
-            include_private_notes=loaded["include_private_notes"],
-            timeout=loaded["timeout_seconds"],
-            max_retries=loaded["max_retries"],
-            tracker=loaded.get("tracker"),
-            status_map=loaded.get("status_map") or {},
-            impersonate_authors=loaded["impersonate_authors"],
-            communication_field=loaded.get("communication_field"),
+            settings.base_url,
+            settings.api_key,
+            settings.project_id,
+            include_subprojects=settings.include_subprojects,
+            include_private_notes=settings.include_private_notes,
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
+            tracker=settings.tracker,
+            status_map=settings.status_map,
+            impersonate_authors=settings.impersonate_authors,
+            communication_field=settings.communication_field,
         )
-        integration.apply_common_config(loaded)
+        integration.apply_settings(settings, name=name)
         return integration
 
     def __repr__(self) -> str:  # never the API key
@@ -554,7 +566,7 @@ class RedmineTickets(TicketIntegration):
     # -- writing (TicketBackend) -----------------------------------------------------------------
     def create(self, data: TicketData) -> str:
         if self.project_id is None:
-            raise ConfigError("creating a Redmine ticket needs project_id in the redmine config", "project_id")
+            raise ConfigError("creating a Redmine ticket needs project_id in its config", self.config_key("project_id"))
         issue: dict[str, Any] = {"project_id": self.project_id, "subject": data.title, "description": data.description}
         if self.tracker is not None:
             issue["tracker_id"] = self._tracker_id(self.tracker)
@@ -685,7 +697,7 @@ class RedmineTickets(TicketIntegration):
             if str(item.get("name", "")).casefold() == tracker.casefold():
                 return int(item["id"])
         names = ", ".join(str(t.get("name")) for t in trackers)
-        raise ConfigError(f"Redmine has no tracker named {tracker!r} (trackers: {names})", "tracker")
+        raise ConfigError(f"Redmine has no tracker named {tracker!r} (trackers: {names})", self.config_key("tracker"))
 
     def _principal_id(self, who: Any, project: str) -> int:
         """A user or group id from an id, a project member's name, or (admin keys) a login / full name."""

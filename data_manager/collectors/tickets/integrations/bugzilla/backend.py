@@ -10,11 +10,11 @@ posts JSON carrying one admin-configured header, checked against `webhook_secret
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -32,6 +32,7 @@ from data_manager.collectors.tickets.errors import (
 from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
+    IntegrationSettings,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -50,14 +51,12 @@ from data_manager.collectors.tickets.model import Comment, Status, TicketData, p
 
 log = logging.getLogger(__name__)
 
-KEY_PATH = "data_manager.sources.tickets.bugzilla"
 _WRITABLE = frozenset({"title", "assignee", "status", "custom_fields"})
 _NOT_WRITABLE = {
     "description": "Bugzilla cannot change a bug's description (comment 0 is immutable upstream); add a comment",
     "requester": "Bugzilla cannot change a bug's reporter",
     "communication": "Bugzilla has no field for 'communication'",
 }
-_HAS_SNAPSHOT = "snapshot" in {f.name for f in dataclasses.fields(TicketRef)}
 
 
 def _status_map(value: Any) -> None:
@@ -70,9 +69,32 @@ def _status_map(value: Any) -> None:
             raise ValidationError(f"{name}: {exc}") from None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class BugzillaSettings(IntegrationSettings):
+    """Validated `data_manager.sources.tickets.<name>` of a Bugzilla instance."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    api_key_in: str = "query"
+    products: list[str] = field(default_factory=list)
+    include_private_comments: bool = False
+    product: str | None = None
+    component: str | None = None
+    version: str = "unspecified"
+    op_sys: str = "All"
+    rep_platform: str = "All"
+    resolution: str = "FIXED"
+    status_map: Mapping[str, str] = field(default_factory=dict)
+    page_size: int = 500
+    webhook_header: str = "Authorization"
+
+
 class BugzillaConfigSchema(IntegrationConfigSchema):
     """`data_manager.sources.tickets.bugzilla`."""
 
+    settings_class = BugzillaSettings
+
+    base_url = fields.Url(load_default=None, allow_none=True, require_tld=False, schemes={"http", "https"})
     api_key = fields.String(load_default=None, allow_none=True)
     # upstream 5.0/5.2 read the key only from the query string / JSON body; "header" is for bmo-style servers
     api_key_in = fields.String(load_default="query", validate=validate.OneOf(API_KEY_PLACES))
@@ -99,14 +121,13 @@ class BugzillaConfigSchema(IntegrationConfigSchema):
             raise ValidationError(missing)
 
 
-class BugzillaBackend(TicketIntegration):
+class BugzillaBackend(TicketIntegration, system="bugzilla"):
     """Bugzilla through its REST API; `BugzillaBackend(base_url=..., api_key=...)` needs nothing else to read.
 
     Ticket id = the bug id as a string. Comments written through `add_comment` are by the key's user at
     the server's time (`Comment.author` / `Comment.at` are not sent); new bugs are reported by that user.
     """
 
-    system: ClassVar[str] = "bugzilla"
     config_schema = BugzillaConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_key", "webhook_secret"})
     ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[1-9][0-9]{0,17}")  # bug ids are positive integers
@@ -134,15 +155,15 @@ class BugzillaBackend(TicketIntegration):
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise ConfigError("must be an http(s) URL", f"{KEY_PATH}.base_url")
+            raise ConfigError("must be an http(s) URL", self.config_key("base_url"))
         if not api_key:
-            raise ConfigError("is required", f"{KEY_PATH}.api_key")
+            raise ConfigError("is required", self.config_key("api_key"))
         if api_key_in not in API_KEY_PLACES:
-            raise ConfigError(f"must be one of {', '.join(API_KEY_PLACES)}", f"{KEY_PATH}.api_key_in")
+            raise ConfigError(f"must be one of {', '.join(API_KEY_PLACES)}", self.config_key("api_key_in"))
         try:
             self.status_table = mapping.status_table(status_map)
         except ValueError as exc:
-            raise ConfigError(str(exc), f"{KEY_PATH}.status_map") from None
+            raise ConfigError(str(exc), self.config_key("status_map")) from None
         self.base_url = str(base_url).rstrip("/")
         self.api_key = api_key  # the seed's attribute; never shown by repr
         self.products = tuple(products)
@@ -165,26 +186,26 @@ class BugzillaBackend(TicketIntegration):
         self._workflow_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> BugzillaBackend:
+    def from_settings(cls, settings: BugzillaSettings, *, name: str) -> BugzillaBackend:
         integration = cls(
-            config.get("base_url") or "",
-            config.get("api_key") or "",
-            products=config.get("products") or (),
-            include_private_comments=bool(config.get("include_private_comments", False)),
-            product=config.get("product"),
-            component=config.get("component"),
-            version=config.get("version") or "unspecified",
-            op_sys=config.get("op_sys") or "All",
-            rep_platform=config.get("rep_platform") or "All",
-            resolution=config.get("resolution") or "FIXED",
-            status_map=config.get("status_map") or {},
-            api_key_in=config.get("api_key_in") or "query",
-            page_size=int(config.get("page_size", 500)),
-            webhook_header=config.get("webhook_header") or "Authorization",
-            timeout=float(config.get("timeout_seconds", 30.0)),
-            max_retries=int(config.get("max_retries", 4)),
+            settings.base_url or "",
+            settings.api_key or "",
+            products=settings.products or (),
+            include_private_comments=settings.include_private_comments,
+            product=settings.product,
+            component=settings.component,
+            version=settings.version or "unspecified",
+            op_sys=settings.op_sys or "All",
+            rep_platform=settings.rep_platform or "All",
+            resolution=settings.resolution or "FIXED",
+            status_map=settings.status_map or {},
+            api_key_in=settings.api_key_in or "query",
+            page_size=settings.page_size,
+            webhook_header=settings.webhook_header or "Authorization",
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
         )
-        integration.apply_common_config(config)
+        integration.apply_settings(settings, name=name)
         return integration
 
     @property
@@ -252,9 +273,7 @@ class BugzillaBackend(TicketIntegration):
 
     @staticmethod
     def _ref(ticket_id: str, updated_at: datetime | None, snapshot: TicketSnapshot | None) -> TicketRef:
-        if _HAS_SNAPSHOT and snapshot is not None:
-            return TicketRef(ticket_id, updated_at, snapshot=snapshot)  # type: ignore[call-arg]
-        return TicketRef(ticket_id, updated_at)
+        return TicketRef(ticket_id, updated_at, snapshot)
 
     def in_scope(self, ticket_id: str) -> bool | None:
         if not self.products:
@@ -305,7 +324,7 @@ class BugzillaBackend(TicketIntegration):
             raise UnknownFieldError(f"communication: {_NOT_WRITABLE['communication']}")
         for name in ("product", "component"):
             if not getattr(self, name):
-                raise ConfigError("is required to create bugs", f"{KEY_PATH}.{name}")
+                raise ConfigError("is required to create bugs", self.config_key(name))
         custom = self._custom(data.custom_fields)
         status = self._choose_status(None, data.status)
         body: dict[str, Any] = {

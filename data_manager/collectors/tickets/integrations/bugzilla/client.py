@@ -22,8 +22,7 @@ from typing import Any
 
 import requests
 
-from data_manager.collectors.tickets import errors
-from data_manager.collectors.tickets.errors import IntegrationError, PermanentError, TransientError
+from data_manager.collectors.tickets.errors import CredentialsRefused, IntegrationError, PermanentError, TransientError
 from data_manager.collectors.tickets.http import TRANSIENT_STATUSES, ApiClient, NotFoundError, redact
 from data_manager.collectors.tickets.integrations.bugzilla.mapping import bz_time
 
@@ -32,12 +31,6 @@ API_KEY_PLACES = ("query", "header")
 BATCH_SIZE = 100  # ids per batched read: keeps URLs short (~1 kB) and answers small
 NOT_FOUND_CODES = frozenset({101, 102})  # does not exist / not authorized to see it
 REFUSED_CODES = frozenset({306, 410, 505})  # bad key / login required / anonymous user lookup refused
-
-CredentialsRefused: type[PermanentError] = getattr(errors, "CredentialsRefused", None) or type(
-    "CredentialsRefused",
-    (PermanentError,),
-    {"__doc__": "The system refused the credentials (or read them as anonymous)."},
-)
 
 
 class BugzillaError(IntegrationError):

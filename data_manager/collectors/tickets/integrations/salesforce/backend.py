@@ -12,7 +12,6 @@ full resync.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -35,6 +34,7 @@ from data_manager.collectors.tickets.integration import (
     TicketIntegration,
     TicketRef,
     TicketSnapshot,
+    WebhookReply,
     WebhookRequest,
     constant_time_equal,
 )
@@ -53,6 +53,7 @@ from data_manager.collectors.tickets.integrations.salesforce._outbound import (
 from data_manager.collectors.tickets.integrations.salesforce.config import (
     DEFAULT_API_VERSION,
     SalesforceConfigSchema,
+    SalesforceSettings,
     auth_problem,
     split_api_version,
 )
@@ -70,14 +71,13 @@ class CommentTooLong(PermanentError, ValueError):
     """CaseComment.CommentBody holds at most 4,000 bytes; we refuse longer comments rather than split them."""
 
 
-class SalesforceBackend(TicketIntegration):
+class SalesforceBackend(TicketIntegration, system="salesforce"):
     """Salesforce Cases as a ticket source and a `TicketBackend`.
 
     `SalesforceBackend(instance_url=..., access_token=...)` makes no network call; OAuth flows obtain
     their first token on the first request.
     """
 
-    system: ClassVar[str] = "salesforce"
     config_schema = SalesforceConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset(
         {"access_token", "client_secret", "refresh_token", "webhook_secret"}
@@ -158,29 +158,29 @@ class SalesforceBackend(TicketIntegration):
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> SalesforceBackend:
+    def from_settings(cls, settings: SalesforceSettings, *, name: str) -> SalesforceBackend:
         integration = cls(
-            config.get("instance_url") or "",
-            config.get("access_token"),
-            client_id=config.get("client_id"),
-            client_secret=config.get("client_secret"),
-            refresh_token=config.get("refresh_token"),
-            api_version=config.get("api_version") or DEFAULT_API_VERSION,
-            soql_where=config.get("soql_where"),
-            include_private_comments=bool(config.get("include_private_comments", False)),
-            organization_id=config.get("organization_id"),
-            origin=config.get("origin"),
-            record_type_id=config.get("record_type_id"),
-            status_map=config.get("status_map") or {},
-            page_size=int(config.get("page_size", 2000)),
-            webhook_secret=config.get("webhook_secret"),
-            timeout=float(config.get("timeout_seconds", 30.0)),
-            max_retries=int(config.get("max_retries", 4)),
-            api_limit_threshold=float(config.get("api_limit_threshold", 0.9)),
-            api_limit_max_delay_seconds=float(config.get("api_limit_max_delay_seconds", 5.0)),
-            request_limit_backoff_seconds=float(config.get("request_limit_backoff_seconds", 900.0)),
+            settings.instance_url or "",
+            settings.access_token,
+            client_id=settings.client_id,
+            client_secret=settings.client_secret,
+            refresh_token=settings.refresh_token,
+            api_version=settings.api_version or DEFAULT_API_VERSION,
+            soql_where=settings.soql_where,
+            include_private_comments=settings.include_private_comments,
+            organization_id=settings.organization_id,
+            origin=settings.origin,
+            record_type_id=settings.record_type_id,
+            status_map=settings.status_map or {},
+            page_size=settings.page_size,
+            webhook_secret=settings.webhook_secret,
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
+            api_limit_threshold=settings.api_limit_threshold,
+            api_limit_max_delay_seconds=settings.api_limit_max_delay_seconds,
+            request_limit_backoff_seconds=settings.request_limit_backoff_seconds,
         )
-        integration.apply_common_config(config)
+        integration.apply_settings(settings, name=name)
         return integration
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -266,9 +266,7 @@ class SalesforceBackend(TicketIntegration):
     @staticmethod
     def _ref(snapshot: TicketSnapshot) -> TicketRef:
         """A listed case with the complete snapshot the listing already brought (the resync does not fetch it again)."""
-        if "snapshot" in {f.name for f in dataclasses.fields(TicketRef)}:
-            return TicketRef(snapshot.ticket_id, snapshot.updated_at, snapshot=snapshot)  # type: ignore[call-arg]
-        return TicketRef(snapshot.ticket_id, snapshot.updated_at)
+        return TicketRef(snapshot.ticket_id, snapshot.updated_at, snapshot)
 
     # -- reading ---------------------------------------------------------------------------------------
     def verify_credentials(self) -> None:
@@ -281,7 +279,7 @@ class SalesforceBackend(TicketIntegration):
             raise
 
     @staticmethod
-    def _refused(detail: str) -> PermanentError:
+    def _refused(detail: str) -> CredentialsRefused:
         return CredentialsRefused(f"Salesforce refused the credentials: {detail}", status=401)
 
     def fetch(self, ticket_id: str) -> TicketSnapshot:
@@ -383,10 +381,8 @@ class SalesforceBackend(TicketIntegration):
             if n.case_id is not None
         ]
 
-    def webhook_reply(self, events: list[TicketEvent]) -> Any:
+    def webhook_reply(self, events: list[TicketEvent]) -> WebhookReply:
         """Salesforce counts a delivery only when answered with its SOAP acknowledgement."""
-        from data_manager.collectors.tickets.integration import WebhookReply  # type: ignore[attr-defined]
-
         return WebhookReply(status=200, body=ACK_ENVELOPE, content_type=ACK_CONTENT_TYPE)
 
     # -- writing (TicketBackend) -----------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from data_manager.collectors.tickets.errors import ConfigError
-from data_manager.collectors.tickets.integration import IntegrationConfigSchema
+from data_manager.collectors.tickets.integration import IntegrationConfigSchema, IntegrationSettings
 from data_manager.collectors.tickets.integrations.salesforce._ids import ID_PATTERN
 from data_manager.collectors.tickets.integrations.salesforce._soql import validate_where
 from data_manager.collectors.tickets.model import Status
@@ -32,8 +33,32 @@ def _status_value(value: Any) -> None:
         raise ValidationError(f"must be one of {', '.join(_STATES)}, not {value!r}") from None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SalesforceSettings(IntegrationSettings):
+    """Validated `data_manager.sources.tickets.<name>` of a Salesforce org."""
+
+    instance_url: str | None = None
+    api_version: str = DEFAULT_API_VERSION
+    access_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    refresh_token: str | None = None
+    soql_where: str | None = None
+    include_private_comments: bool = False
+    organization_id: str | None = None
+    origin: str | None = None
+    record_type_id: str | None = None
+    status_map: Mapping[str, str] = field(default_factory=dict)
+    page_size: int = 2000
+    api_limit_threshold: float = 0.9
+    api_limit_max_delay_seconds: float = 5.0
+    request_limit_backoff_seconds: float = 900.0
+
+
 class SalesforceConfigSchema(IntegrationConfigSchema):
     """Auth is one of: `access_token`; `client_id` + `client_secret`; `client_id` + `client_secret` + `refresh_token`."""
+
+    settings_class = SalesforceSettings
 
     instance_url = fields.Url(require_tld=False, schemes={"http", "https"}, load_default=None, allow_none=True)
     api_version = fields.String(load_default=DEFAULT_API_VERSION, validate=validate.Regexp(r"^\d{2,3}\.0$"))
