@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.jira_resync [--issues 1000] [--deployment cloud|datacenter]
 
 Both runs are the real `resync_system` (credential proof, listing, inline dispatch, persistence) in
-this process, against one fake Jira over loopback HTTP (tests/fakes/jira_server.py), each into its
+this process, against one fake Jira over loopback HTTP (tests/integrations/jira/fake_server.py), each into its
 own empty data directory:
 
 * batched (ours): the search brings each issue with up to 20 comments; complete issues are stored
@@ -25,7 +25,7 @@ from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.integrations.jira import JiraTickets
 from data_manager.collectors.tickets.resync import InlineDispatcher, Progress, ResyncPlan, ResyncSummary, resync_system
-from tests.fakes.jira_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
+from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
 
 
 @dataclass

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from data_manager.collectors.tickets.integrations.redmine import RedmineTickets
-from tests.integration.conftest_redmine import RedmineAdmin, locate_server, wait_for_next_second
+from tests.integrations.redmine.redmine_server import RedmineAdmin, locate_server, wait_for_next_second
 
 
 def resync(redmine: RedmineTickets, since: datetime | None, concurrency: int) -> tuple[float, int, int, int]:

@@ -254,6 +254,7 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
             )
         elif settings.webhook_unauthenticated and not settings.webhook_secret:
             warnings.append(f"{key_path}: webhooks are accepted WITHOUT authentication (webhook_unauthenticated: true)")
+        warnings.extend(cls.settings_warnings(settings, key_path))
 
     def section(key: str, schema: Schema, overrides: Mapping[str, str | None] | None = None) -> dict[str, Any]:
         """A top-level section: substituted, overridden from the environment, validated."""

@@ -11,6 +11,14 @@ from redis.retry import Retry
 
 from service.deadline import DeadlineConnection
 
+try:  # redis-py 7+: without this, every new connection reads the package's metadata from disk (10-25 ms),
+    # which a forking worker pays in every job process.
+    from redis.driver_info import DriverInfo
+
+    _DRIVER: dict[str, object] = {"driver_info": DriverInfo()}
+except ImportError:  # older redis-py computes its version once, at import
+    _DRIVER = {}
+
 
 class Role(str, Enum):
     """Who a process is; decides how long its Redis commands may wait (the one timeout policy)."""
@@ -45,6 +53,7 @@ def redis_client(
         retry_on_timeout=False,
         health_check_interval=30,
         **({"connection_class": DeadlineConnection} if url.startswith("redis://") else {}),
+        **_DRIVER,
     )
 
 

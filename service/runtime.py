@@ -4,9 +4,11 @@ The web app, the worker and the `tickets` command each build one `Runtime` with 
 makes the Redis clients (one timeout policy, see `service.connection.Role`), the metrics, the
 coalescer, persistence, the retry policy and the integrations. Nothing else builds them.
 
-RQ forks a work horse per job. Config and integrations (no open connections yet) are built once in
-the worker and inherited; SQLite and Redis connections must never cross a fork, so those are
-rebuilt whenever the process id changes.
+RQ forks a work horse per job. Everything here is built once, in the worker before its first fork, and
+inherited by every horse: config, integrations, the Redis client and the persistence service. No
+connection is shared across a fork: redis-py's pool notices the new process id and opens its own
+connections, and the catalog opens a per-process SQLite connection (while the worker keeps its own
+open, so a horse never has to recover the WAL and the schema is never re-run).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ class Runtime:
         )
         self._given_redis = redis
         self._manager: TicketManager | None = None
-        self._pid = -1
         self._lock = threading.Lock()
         self._redis: Redis | None = None
         self._persistence: PersistenceService | None = None
@@ -75,24 +76,17 @@ class Runtime:
             self.settings.redis_url, socket_timeout=self.role.socket_timeout(self.settings.socket_timeout)
         )
 
-    def _per_process(self) -> None:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._redis = self._given_redis if self._given_redis is not None else self.connect()
-            self._persistence = None
-            self._coalescer = None
-
     @property
     def redis(self) -> Redis:
+        """Built once; forked processes share the client object, and redis-py gives each its own connections."""
         with self._lock:
-            self._per_process()
-            assert self._redis is not None
+            if self._redis is None:
+                self._redis = self._given_redis if self._given_redis is not None else self.connect()
             return self._redis
 
     @property
     def persistence(self) -> PersistenceService:
         with self._lock:
-            self._per_process()
             if self._persistence is None:
                 self._persistence = PersistenceService(Path(self.config.data_path))
             return self._persistence
@@ -114,3 +108,9 @@ class Runtime:
     @property
     def metrics(self) -> Metrics:
         return self.coalescer.metrics
+
+    def prepare_for_jobs(self) -> None:
+        """Build what every job needs once, in the process that forks the jobs (see the module docstring)."""
+        self.manager  # noqa: B018 - integrations, before the first fork
+        self.coalescer  # noqa: B018 - the Redis client and scripts; connections open lazily per process
+        self.persistence  # noqa: B018 - opens the catalog and keeps it open for the worker's lifetime

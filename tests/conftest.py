@@ -12,6 +12,14 @@ import pytest
 
 from data_manager.collectors.tickets.integrations import memory
 from data_manager.collectors.tickets.model import Ticket
+from tests.pipeline_support.fixtures import (  # noqa: F401
+    app_config,
+    config_path,
+    module_redis_url,
+    redis_conn,
+    redis_database,
+    redis_url,
+)
 
 
 @pytest.fixture(autouse=True)

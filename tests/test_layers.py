@@ -8,6 +8,7 @@ not drag in anything above it (a system's module, config, the pipeline).
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -17,6 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKETS = "data_manager.collectors.tickets"
+OWN_PACKAGES = ("data_manager", "service", "webhooks", "workers")
+# Function-level imports of our own modules that are there on purpose, not to dodge a cycle.
+LAZY_ON_PURPOSE = {
+    "webhooks/gunicorn_conf.py": "gunicorn reads this file as its config; the hook installs the error pages per worker",
+}
 PIPELINE = ("service", "webhooks", "workers", "rq", "flask")
 ABOVE_GROUND = (
     "data_manager.config",
@@ -70,3 +76,31 @@ def test_import_contracts_are_kept() -> None:
     done = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
+
+
+def test_no_function_level_imports_of_our_own_modules() -> None:
+    """An import inside a function hides a dependency (and, often, a cycle) from readers and from lint-imports."""
+    found = []
+    for package in OWN_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative in LAZY_ON_PURPOSE:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                for inner in ast.walk(node):
+                    names = (
+                        [inner.module or ""]
+                        if isinstance(inner, ast.ImportFrom)
+                        else [alias.name for alias in inner.names]
+                        if isinstance(inner, ast.Import)
+                        else []
+                    )
+                    if any(name.split(".")[0] in OWN_PACKAGES for name in names):
+                        found.append(f"{relative}:{inner.lineno}")
+    assert found == [], (
+        f"function-level imports of our own modules: {found}; import them at the top of the module "
+        "(if that makes a cycle, a module sits in the wrong layer: see docs/pipeline.md, 'How the code is wired')"
+    )

@@ -17,6 +17,7 @@ import click
 import yaml
 from redis.exceptions import RedisError
 
+from data_manager.collectors.persistence import PersistenceError, PersistenceService
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.resync import DeleteGuard
@@ -329,8 +330,6 @@ def status(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def restore(state: CliState, system: str, ticket_id: str) -> None:
     """Put the trashed copy of a removed ticket back (the next sync of it decides its fate as usual)."""
-    from data_manager.collectors.persistence import PersistenceError, PersistenceService
-
     persistence = PersistenceService(state.config.data_path)
     try:
         removal = persistence.restore(system, ticket_id)

@@ -52,7 +52,7 @@ def run_worker(
     max_jobs: int | None = None,
     logging_level: str = "INFO",
 ) -> bool:
-    runtime.manager  # build integrations once, before the first fork  # noqa: B018
+    runtime.prepare_for_jobs()  # once, before the first fork
     worker = build_worker(runtime, queues, name=name, fork=fork)
     settings, names = runtime.settings, runtime.names
 

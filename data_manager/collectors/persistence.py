@@ -3,7 +3,11 @@
 - Idempotent: identical content and metadata → nothing is written at all.
 - Atomic: each file is written to a temp file, fsynced and renamed; a reader never sees a torn file.
 - Ordered: a snapshot whose upstream update time is older than the stored one never overwrites it,
-  even with many worker processes writing at once (the catalog's write lock serialises them).
+  even with many worker processes writing at once: files are staged (written and fsynced under temp
+  names) outside any lock, and only the short catalog transaction that re-checks the guard, renames
+  them into place and records the version is serialised.
+- Cheap when nothing changed: "unchanged" is decided from digests of the canonical form (content
+  text, metadata as sorted JSON) against the catalog, with no YAML rendering and no write lock.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +27,7 @@ from typing import Any
 import yaml
 
 from data_manager.collectors.catalog import Catalog, CatalogEntry, entry_from_row
-from data_manager.collectors.resource_base import BaseResource
+from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
 
@@ -30,6 +35,7 @@ TICKETS_DIR = "tickets"
 TRASH_DIR = "trash"
 CATALOG_FILE = "catalog.sqlite3"
 META_SUFFIX = ".meta.yaml"
+TEMP_SUFFIX = ".tmp"  # temp files are ".<final name>.<random>.tmp" beside their final path
 
 
 class PersistenceError(Exception):
@@ -108,27 +114,58 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def metadata_yaml(resource: BaseResource) -> str:
-    metadata = resource.get_metadata()
+def canonical_metadata(metadata: ResourceMetadata | None) -> str:
+    """The metadata's canonical form: compact sorted JSON ("" when none). Cheap, unlike rendering YAML."""
+    if metadata is None:
+        return ""
+    return json.dumps(metadata.as_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def render_metadata(metadata: ResourceMetadata | None) -> str:
+    """The metadata file's text ("" when none)."""
     if metadata is None:
         return ""
     return yaml.safe_dump(metadata.as_dict(), sort_keys=True, allow_unicode=True, default_flow_style=False)
 
 
-def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
-    """Write `text` to `path` via a temp file in the same directory and a rename."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def metadata_yaml(resource: BaseResource) -> str:
+    return render_metadata(resource.get_metadata())
+
+
+def stage(path: Path, text: str, *, fsync: bool = True) -> str:
+    """Write `text` to a new temp file beside `path` (fsynced); returns its name, for a later rename onto `path`."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             if fsync:
                 handle.flush()
                 os.fsync(handle.fileno())
+    except BaseException:
+        with _suppress_os_error():
+            os.unlink(tmp_name)
+        raise
+    return tmp_name
+
+
+def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
+    """Write `text` to `path` via a temp file in the same directory and a rename."""
+    tmp_name = stage(path, text, fsync=fsync)
+    try:
         os.replace(tmp_name, path)
     except BaseException:
         with _suppress_os_error():
             os.unlink(tmp_name)
         raise
+
+
+def _parse_metadata(text: str) -> ResourceMetadata | None:
+    """A metadata file's content back as `ResourceMetadata`; None when empty or not in our shape."""
+    try:
+        loaded = yaml.safe_load(text) if text else None
+        return ResourceMetadata(**loaded) if isinstance(loaded, dict) else None
+    except (yaml.YAMLError, TypeError, ValueError):
+        return None
 
 
 class _suppress_missing:
@@ -145,6 +182,37 @@ class _suppress_os_error:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         return exc_type is not None and issubclass(exc_type, OSError)
+
+
+@dataclass
+class _Staged:
+    """Fsynced temp files waiting to be renamed into place; whatever is not renamed is removed."""
+
+    renames: list[tuple[str, Path]]
+
+    def publish(self) -> None:
+        while self.renames:
+            tmp_name, path = self.renames[0]
+            os.replace(tmp_name, path)
+            self.renames.pop(0)
+
+    def discard(self) -> None:
+        for tmp_name, _ in self.renames:
+            with _suppress_os_error():
+                os.unlink(tmp_name)
+        self.renames.clear()
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What `upsert` compares against the catalog: identity, upstream time and digests of the canonical form."""
+
+    source: str
+    ticket_id: str
+    updated_ts: float | None
+    content_digest: str
+    metadata_digest: str
+    has_metadata: bool
 
 
 def _differs(path: Path, text: str) -> bool:
@@ -227,58 +295,161 @@ class PersistenceService:
         return self.tickets_dir / f"{hash_}.txt{META_SUFFIX}"
 
     def upsert(self, resource: TicketResource, *, updated_at: datetime | str | None = None) -> UpsertOutcome:
-        """Store the resource unless an identical or newer copy is already stored."""
+        """Store the resource unless an identical or newer copy is already stored.
+
+        "Unchanged" and "stale" are decided from the catalog and digests of the canonical form, without
+        rendering YAML and without the write lock. A write stages both files (fsynced temp names)
+        first; the exclusive transaction only re-checks the guard, renames them into place and records
+        the new version. The renames precede the commit, so after a crash the files are never older
+        than the catalog says (see `reconcile`).
+        """
         hash_ = resource.get_hash()
         content = resource.get_content()
-        meta = metadata_yaml(resource)
-        content_digest, metadata_digest = _digest(content), _digest(meta)
+        metadata = resource.get_metadata()
         when = parse_datetime(updated_at if updated_at is not None else resource.metadata.get("updated_at") or None)
-        updated_ts = when.timestamp() if when else None
+        snapshot = _Snapshot(
+            source=resource.source_type,
+            ticket_id=str(resource.ticket_id),
+            updated_ts=when.timestamp() if when else None,
+            content_digest=_digest(content),
+            metadata_digest=_digest(canonical_metadata(metadata)),
+            has_metadata=metadata is not None,
+        )
         content_path = self.content_path(hash_)
         try:
-            with self.catalog.write() as conn:
-                row = conn.execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
-                if row is not None:
-                    if (row["source"], row["ticket_id"]) != (resource.source_type, str(resource.ticket_id)):
-                        raise PersistenceError(
-                            f"resource {resource.source_type}:{resource.ticket_id} maps to {content_path}, which already "
-                            f"holds {row['source']}:{row['ticket_id']}; refusing to overwrite"
-                        )
-                    if updated_ts is not None and row["updated_ts"] is not None and updated_ts < row["updated_ts"]:
-                        return UpsertOutcome.STALE
-                    if (
-                        row["content_digest"] == content_digest
-                        and row["metadata_digest"] == metadata_digest
-                        and content_path.exists()
-                        and (not meta or self.metadata_path(hash_).exists())
-                    ):
-                        return UpsertOutcome.UNCHANGED
-                atomic_write(content_path, content, fsync=self.fsync)
-                if meta:
-                    atomic_write(self.metadata_path(hash_), meta, fsync=self.fsync)
-                conn.execute(
-                    """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
-                                            metadata_digest, written_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT(hash) DO UPDATE SET updated_at = excluded.updated_at,
-                           updated_ts = excluded.updated_ts, content_digest = excluded.content_digest,
-                           metadata_digest = excluded.metadata_digest, written_at = excluded.written_at""",
-                    (
-                        hash_,
-                        resource.source_type,
-                        str(resource.ticket_id),
-                        when.isoformat() if when else "",
-                        updated_ts,
-                        content_digest,
-                        metadata_digest,
-                        _now(),
-                    ),
-                )
+            row = self.catalog.read().execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
+            settled = self._settled(hash_, row, snapshot)
+            if settled is not None:
+                return settled
+            meta_text = render_metadata(metadata)
+            if row is not None and self._legacy_unchanged(hash_, row, snapshot, meta_text):
+                return UpsertOutcome.UNCHANGED
+            staged = _Staged([(stage(content_path, content, fsync=self.fsync), content_path)])
+            try:
+                if metadata is not None:
+                    meta_path = self.metadata_path(hash_)
+                    staged.renames.append((stage(meta_path, meta_text, fsync=self.fsync), meta_path))
+                with self.catalog.write() as conn:
+                    row = conn.execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
+                    settled = self._settled(hash_, row, snapshot)
+                    if settled is not None:
+                        return settled
+                    staged.publish()
+                    conn.execute(
+                        """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
+                                                metadata_digest, written_at)
+                           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                           ON CONFLICT(hash) DO UPDATE SET updated_at = excluded.updated_at,
+                               updated_ts = excluded.updated_ts, content_digest = excluded.content_digest,
+                               metadata_digest = excluded.metadata_digest, written_at = excluded.written_at""",
+                        (
+                            hash_,
+                            snapshot.source,
+                            snapshot.ticket_id,
+                            when.isoformat() if when else "",
+                            snapshot.updated_ts,
+                            snapshot.content_digest,
+                            snapshot.metadata_digest,
+                            _now(),
+                        ),
+                    )
+            finally:
+                staged.discard()
         except OSError as exc:
             raise PersistenceError(
                 f"cannot store {resource.source_type}:{resource.ticket_id} at {content_path}: {exc.strerror or exc}"
             ) from None
         return UpsertOutcome.WRITTEN
+
+    def _settled(self, hash_: str, row: sqlite3.Row | None, snapshot: _Snapshot) -> UpsertOutcome | None:
+        """STALE or UNCHANGED when nothing needs writing, None when the snapshot must be written.
+
+        Safe on a row read without the lock: a stored version only ever moves forward, so a snapshot
+        stale against an older read is stale now; the write transaction checks again anyway.
+        """
+        if row is None:
+            return None
+        if (row["source"], row["ticket_id"]) != (snapshot.source, snapshot.ticket_id):
+            raise PersistenceError(
+                f"resource {snapshot.source}:{snapshot.ticket_id} maps to {self.content_path(hash_)}, which already "
+                f"holds {row['source']}:{row['ticket_id']}; refusing to overwrite"
+            )
+        if (
+            snapshot.updated_ts is not None
+            and row["updated_ts"] is not None
+            and snapshot.updated_ts < row["updated_ts"]
+        ):
+            return UpsertOutcome.STALE
+        if (
+            row["content_digest"] == snapshot.content_digest
+            and row["metadata_digest"] == snapshot.metadata_digest
+            and self.content_path(hash_).exists()
+            and (not snapshot.has_metadata or self.metadata_path(hash_).exists())
+        ):
+            return UpsertOutcome.UNCHANGED
+        return None
+
+    def _legacy_unchanged(self, hash_: str, row: sqlite3.Row, snapshot: _Snapshot, meta_text: str) -> bool:
+        """An entry from before canonical digests (its metadata digest is of the YAML) for identical files.
+
+        Its digest is brought up to date once, so an upgrade does not rewrite every stored ticket.
+        """
+        if row["content_digest"] != snapshot.content_digest or row["metadata_digest"] != _digest(meta_text):
+            return False
+        if not self.content_path(hash_).exists() or (snapshot.has_metadata and not self.metadata_path(hash_).exists()):
+            return False
+        with self.catalog.write() as conn:
+            conn.execute(
+                "UPDATE tickets SET metadata_digest = ? WHERE hash = ? AND metadata_digest = ?",
+                (snapshot.metadata_digest, hash_, row["metadata_digest"]),
+            )
+        return True
+
+    def reconcile(self, hash_: str) -> bool:
+        """Make a catalog entry agree with its files after a crash mid-write; True when the entry changed.
+
+        A write renames the content, then the metadata, then commits; a kill -9 in between leaves files
+        newer than the catalog (never older). The entry then adopts the digests of what is on disk and
+        the upstream time recorded in the metadata file when that is newer, so later writes compare
+        against the real files. Nothing is deleted; an entry without files is left for a resync.
+        """
+        with self.catalog.write() as conn:
+            row = conn.execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
+            try:
+                content = self.content_path(hash_).read_text(encoding="utf-8")
+                meta_path = self.metadata_path(hash_)
+                meta_text = meta_path.read_text(encoding="utf-8") if meta_path.exists() else ""
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise PersistenceError(f"cannot read {self.content_path(hash_)}: {exc.strerror}") from None
+            metadata = _parse_metadata(meta_text)
+            extra = metadata.extra if metadata else {}
+            digests = (_digest(content), _digest(canonical_metadata(metadata)))
+            if row is None:
+                # Crashed before the first commit of a new ticket: the metadata file says whose it is.
+                source, ticket_id = extra.get("source_type"), extra.get("ticket_id")
+                if not source or not ticket_id or resource_hash(source, ticket_id) != hash_:
+                    return False
+                updated_at, updated_ts = "", None
+            else:
+                if digests == (row["content_digest"], row["metadata_digest"]):
+                    return False
+                source, ticket_id = row["source"], row["ticket_id"]
+                updated_at, updated_ts = row["updated_at"], row["updated_ts"]
+            on_disk = parse_datetime(extra.get("updated_at") or None)
+            if on_disk is not None and (updated_ts is None or on_disk.timestamp() > updated_ts):
+                updated_at, updated_ts = on_disk.isoformat(), on_disk.timestamp()
+            conn.execute(
+                """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
+                                        metadata_digest, written_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(hash) DO UPDATE SET updated_at = excluded.updated_at,
+                       updated_ts = excluded.updated_ts, content_digest = excluded.content_digest,
+                       metadata_digest = excluded.metadata_digest""",
+                (hash_, source, ticket_id, updated_at, updated_ts, *digests, _now()),
+            )
+            return True
 
     def delete(self, source_type: str, ticket_id: str, *, reason: str = "deleted upstream") -> bool:
         """Move a ticket's files to the trash and log the removal; False when nothing was stored.

@@ -25,7 +25,7 @@ from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.integrations.memory import InMemoryTickets, named_store
 from data_manager.config import load_config
 from tests.contracts.seed import SPEC, accepts, seed_lines
-from tests.fakes.jira_server import DEFAULT_TOKEN, DEFAULT_USERNAME, RunningFakeJira, start_fake_jira
+from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, RunningFakeJira, start_fake_jira
 
 # seed 000 lines 130-143: the configuration example, exactly as printed.
 CONFIG_EXAMPLE = seed_lines(SPEC, 131, 142, starts_with="data_manager:")

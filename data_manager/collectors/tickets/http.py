@@ -171,6 +171,11 @@ class ApiClient:
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/")) if not path.startswith(("http://", "https://")) else path
 
+    def add_secret(self, secret: str | None) -> None:
+        """A secret learnt after construction (e.g. an OAuth access token): redacted like the others."""
+        if secret and len(secret) >= 4:
+            self._secrets = (*self._secrets, secret)
+
     def redact(self, text: str) -> str:
         return redact(text, self._secrets)
 

@@ -292,6 +292,11 @@ class TicketIntegration(abc.ABC):
         return f"{SOURCES_PATH}.{self.name}.{key}"
 
     @classmethod
+    def settings_warnings(cls, settings: Any, key_path: str) -> list[str]:
+        """What `tickets check-config` should warn about in valid settings (a permission the key needs, ...)."""
+        return []
+
+    @classmethod
     @abc.abstractmethod
     def from_settings(cls, settings: Any, *, name: str) -> Self:
         """Build from this system's validated settings (its `config_schema`'s `settings_class`); never re-validate."""

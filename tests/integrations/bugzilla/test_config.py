@@ -48,3 +48,13 @@ def test_the_key_can_come_from_the_environment() -> None:
     assert settings["api_key"] == "from-env"
     overridden = load({"base_url": "https://bz.example", "api_key": "x"}, env={"TICKETS_BUGZILLA_API_KEY": "env"})
     assert overridden["api_key"] == "env"
+
+
+def test_check_config_warns_that_private_comments_need_the_insider_group() -> None:
+    """Issue #10: with include_private_comments the key's user must be an insider; check-config says so."""
+    base = {"base_url": "https://bz.example", "api_key": "k-123456", "webhook_secret": "s"}
+    raw = {"data_manager": {"sources": {"tickets": {"bugzilla": {"enabled": True, **base}}}}}
+    assert parse_config(raw, env={}).warnings == []
+    raw["data_manager"]["sources"]["tickets"]["bugzilla"]["include_private_comments"] = True
+    [warning] = parse_config(raw, env={}).warnings
+    assert warning.startswith(f"{KEY_PATH}.include_private_comments:") and "insider group" in warning

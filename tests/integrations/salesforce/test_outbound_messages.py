@@ -111,3 +111,13 @@ def test_the_ack_is_the_documented_notifications_response() -> None:
         "/{http://soap.sforce.com/2005/09/outbound}Ack"
     )
     assert ack is not None and ack.text == "true"
+
+
+def test_the_reply_is_the_ack_even_when_no_notification_carried_a_case() -> None:
+    """A message whose records were all deleted before delivery still needs its Ack, or Salesforce retries it for 24 h."""
+    body = (FIXTURES / "outbound_case_comment.xml").read_bytes()
+    integration = backend()
+    events = integration.parse_webhook(request(body))[1:]  # the deleted record's notification yields no event
+    reply = integration.webhook_reply(events)
+    assert events == [] and reply is not None and reply.status == 200 and reply.body == ACK_ENVELOPE
+    assert reply.content_type.startswith("text/xml")

@@ -186,6 +186,15 @@ class BugzillaBackend(TicketIntegration, system="bugzilla"):
         self._workflow_lock = threading.Lock()
 
     @classmethod
+    def settings_warnings(cls, settings: Any, key_path: str) -> list[str]:
+        if not settings.include_private_comments:
+            return []
+        return [
+            f"{key_path}.include_private_comments: the API key's user must be in Bugzilla's insider group "
+            f"(the `insidergroup` parameter); otherwise Bugzilla never shows it private comments and none are stored"
+        ]
+
+    @classmethod
     def from_settings(cls, settings: BugzillaSettings, *, name: str) -> BugzillaBackend:
         integration = cls(
             settings.base_url or "",

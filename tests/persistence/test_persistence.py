@@ -1,0 +1,266 @@
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from data_manager.collectors.persistence import PersistenceError, PersistenceService, UpsertOutcome
+from data_manager.collectors.tickets import TicketResource
+
+T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def resource(
+    content: str = "hello", updated: datetime | None = T0, ticket_id: str = "PROJ-7", **meta: str
+) -> TicketResource:
+    metadata: dict[str, str] = {"url": f"https://jira/browse/{ticket_id}", **meta}
+    if updated is not None:
+        metadata["updated_at"] = updated.isoformat()
+    return TicketResource(ticket_id=ticket_id, content=content, source_type="jira", created_at=T0, metadata=metadata)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PersistenceService:
+    return PersistenceService(tmp_path / "data")
+
+
+def test_upsert_writes_the_spec_layout(store: PersistenceService) -> None:
+    assert store.upsert(resource()) is UpsertOutcome.WRITTEN
+    content = store.data_path / "tickets" / "jira_PROJ-7.txt"
+    meta = store.data_path / "tickets" / "jira_PROJ-7.txt.meta.yaml"
+    assert content.read_text() == "hello"
+    loaded = yaml.safe_load(meta.read_text())
+    assert loaded["display_name"] == "jira:PROJ-7"  # the seed's default: no display_name in the metadata dict
+    assert loaded["extra"]["ticket_id"] == "PROJ-7" and loaded["extra"]["source_type"] == "jira"
+    stored = store.get("jira", "PROJ-7")
+    assert stored is not None and stored.content == "hello" and stored.entry.updated_at == T0.isoformat()
+    assert store.get_by_hash("jira_PROJ-7") == stored
+
+
+def test_identical_upsert_writes_nothing(store: PersistenceService) -> None:
+    store.upsert(resource())
+    path = store.content_path("jira_PROJ-7")
+    before = (path.stat().st_mtime_ns, path.stat().st_ino, store.get("jira", "PROJ-7").entry.written_at)
+    assert store.upsert(resource()) is UpsertOutcome.UNCHANGED
+    after = (path.stat().st_mtime_ns, path.stat().st_ino, store.get("jira", "PROJ-7").entry.written_at)
+    assert before == after
+
+
+def test_a_removed_file_is_rewritten_even_if_the_catalog_matches(store: PersistenceService) -> None:
+    store.upsert(resource())
+    store.content_path("jira_PROJ-7").unlink()
+    assert store.upsert(resource()) is UpsertOutcome.WRITTEN
+    assert store.content_path("jira_PROJ-7").read_text() == "hello"
+
+
+def test_older_snapshot_never_overwrites_newer(store: PersistenceService) -> None:
+    store.upsert(resource("new", T0 + timedelta(minutes=5)))
+    assert store.upsert(resource("old", T0)) is UpsertOutcome.STALE
+    assert store.get("jira", "PROJ-7").content == "new"
+    assert store.upsert(resource("newer", T0 + timedelta(minutes=6))) is UpsertOutcome.WRITTEN
+    assert store.upsert(resource("same-time-new-content", T0 + timedelta(minutes=6))) is UpsertOutcome.WRITTEN
+
+
+def test_snapshot_without_update_time_is_written(store: PersistenceService) -> None:
+    store.upsert(resource("a", T0))
+    assert store.upsert(resource("b", None)) is UpsertOutcome.WRITTEN
+
+
+def test_metadata_change_alone_is_written(store: PersistenceService) -> None:
+    store.upsert(resource(project="A"))
+    assert store.upsert(resource(project="B")) is UpsertOutcome.WRITTEN
+    assert store.get("jira", "PROJ-7").metadata["extra"]["project"] == "B"
+
+
+def test_delete_removes_files_and_entry(store: PersistenceService) -> None:
+    store.upsert(resource())
+    assert store.delete("jira", "PROJ-7") is True
+    assert store.get("jira", "PROJ-7") is None
+    assert not store.content_path("jira_PROJ-7").exists()
+    assert not store.metadata_path("jira_PROJ-7").exists()
+    assert store.delete("jira", "PROJ-7") is False
+
+
+def test_listing_by_source(store: PersistenceService) -> None:
+    store.upsert(resource(ticket_id="PROJ-1"))
+    store.upsert(resource(ticket_id="PROJ-2"))
+    store.upsert(TicketResource(ticket_id="5", content="x", source_type="redmine"))
+    assert [e.ticket_id for e in store.list_entries("jira")] == ["PROJ-1", "PROJ-2"]
+    assert store.ticket_ids("redmine") == {"5"}
+    assert store.count() == 3
+
+
+def test_two_ids_mapping_to_one_hash_are_refused_not_overwritten(store: PersistenceService) -> None:
+    store.upsert(TicketResource(ticket_id="a/b", content="first", source_type="x"))
+    with pytest.raises(PersistenceError, match=r"x:a_b .*x_a_b\.txt.*x:a/b"):
+        store.upsert(TicketResource(ticket_id="a_b", content="second", source_type="x"))
+    assert store.get("x", "a/b").content == "first"
+
+
+def test_persist_resource_keeps_the_seed_api(tmp_path: Path, store: PersistenceService) -> None:
+    path = store.persist_resource(resource(), tmp_path / "elsewhere")
+    assert path == tmp_path / "elsewhere" / "jira_PROJ-7.txt"
+    assert path.read_text() == "hello"
+    assert (tmp_path / "elsewhere" / "jira_PROJ-7.txt.meta.yaml").exists()
+
+
+def test_errors_name_the_resource_and_the_path(tmp_path: Path) -> None:
+    store = PersistenceService(tmp_path / "data", fsync=False)
+    store.tickets_dir.chmod(0o500)
+    try:
+        if os.geteuid() == 0:  # root ignores directory permissions: make the target a directory instead
+            store.tickets_dir.chmod(0o700)
+            store.content_path("jira_PROJ-7").mkdir()
+        with pytest.raises(PersistenceError) as info:
+            store.upsert(resource())
+    finally:
+        store.tickets_dir.chmod(0o700)
+    assert "jira:PROJ-7" in str(info.value) and "jira_PROJ-7.txt" in str(info.value)
+    assert store.get("jira", "PROJ-7") is None  # the failed write left no catalog entry
+
+
+def test_data_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PersistenceError, match="file/tickets"):
+        PersistenceService(blocker)
+
+
+def test_no_temp_files_are_left_behind(store: PersistenceService) -> None:
+    for minute in range(20):
+        store.upsert(resource(f"v{minute}", T0 + timedelta(minutes=minute)))
+    assert sorted(p.name for p in store.tickets_dir.iterdir()) == ["jira_PROJ-7.txt", "jira_PROJ-7.txt.meta.yaml"]
+
+
+def test_cursor_and_resync_records(store: PersistenceService) -> None:
+    assert store.get_cursor("jira") is None
+    store.set_cursor("jira", T0)
+    store.set_cursor("jira", T0 + timedelta(hours=1))
+    assert store.get_cursor("jira") == T0 + timedelta(hours=1)
+    store.record_resync("jira", {"fetched": 3, "failed": 0})
+    assert store.last_resync("jira")["fetched"] == 3
+    assert store.last_resync("redmine") is None
+
+
+def test_readers_never_see_a_torn_file(store: PersistenceService) -> None:
+    versions = [("x" * 200_000) + str(i) for i in range(30)]
+    stop = threading.Event()
+    seen: set[str] = set()
+
+    def read_loop() -> None:
+        path = store.content_path("jira_PROJ-7")
+        while not stop.is_set():
+            try:
+                seen.add(path.read_text())
+            except FileNotFoundError:
+                pass
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    for i, text in enumerate(versions):
+        store.upsert(resource(text, T0 + timedelta(seconds=i)))
+    stop.set()
+    reader.join()
+    assert seen and seen <= set(versions)
+
+
+def _write_many(data_path: str, seed: int, rounds: int) -> None:
+    store = PersistenceService(data_path, fsync=False)
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        minute = rng.randrange(0, 1000)
+        ticket = f"PROJ-{rng.randrange(3)}"
+        store.upsert(resource(f"{ticket} at minute {minute}", T0 + timedelta(minutes=minute), ticket_id=ticket))
+
+
+def test_concurrent_writers_in_separate_processes_keep_the_newest(tmp_path: Path) -> None:
+    data_path = str(tmp_path / "data")
+    PersistenceService(data_path)
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_write_many, args=(data_path, seed, 60)) for seed in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+        assert process.exitcode == 0
+    # Replay the same random choices to know the newest version each ticket must end at.
+    newest: dict[str, int] = {}
+    for seed in range(4):
+        rng = random.Random(seed)
+        for _ in range(60):
+            minute = rng.randrange(0, 1000)
+            ticket = f"PROJ-{rng.randrange(3)}"
+            newest[ticket] = max(newest.get(ticket, -1), minute)
+    store = PersistenceService(data_path)
+    for ticket, minute in newest.items():
+        stored = store.get("jira", ticket)
+        assert stored is not None
+        assert stored.content == f"{ticket} at minute {minute}"
+        assert stored.entry.updated_at == (T0 + timedelta(minutes=minute)).isoformat()
+
+
+def test_a_forked_child_opens_its_own_catalog_connection(store: PersistenceService) -> None:
+    store.upsert(resource("parent", T0))  # the parent now holds an open connection
+    pid = os.fork()
+    if pid == 0:  # child: must be able to write through the same service object
+        code = 0
+        try:
+            assert store.upsert(resource("child", T0 + timedelta(minutes=1))) is UpsertOutcome.WRITTEN
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get("jira", "PROJ-7").content == "child"
+
+
+def test_unchanged_and_stale_are_decided_without_the_write_lock_or_yaml(
+    store: PersistenceService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from data_manager.collectors import persistence as persistence_module
+
+    store.upsert(resource("new", T0 + timedelta(minutes=5)))
+    monkeypatch.setattr(persistence_module, "render_metadata", lambda _: pytest.fail("rendered YAML"))
+    blocker = sqlite3.connect(store.catalog.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process's write transaction, held throughout
+    try:
+        outcomes: list[UpsertOutcome] = []
+        worker = threading.Thread(
+            target=lambda: outcomes.extend(
+                [store.upsert(resource("new", T0 + timedelta(minutes=5))), store.upsert(resource("old", T0))]
+            )
+        )
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "an unchanged or stale upsert waited for the write lock"
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert outcomes == [UpsertOutcome.UNCHANGED, UpsertOutcome.STALE]
+
+
+def test_an_entry_with_a_yaml_digest_from_before_canonical_digests_is_updated_without_rewriting(
+    store: PersistenceService,
+) -> None:
+    import hashlib
+
+    from data_manager.collectors.persistence import metadata_yaml
+
+    store.upsert(resource())
+    legacy = hashlib.sha256(metadata_yaml(resource()).encode()).hexdigest()
+    with store.catalog.write() as conn:
+        conn.execute("UPDATE tickets SET metadata_digest = ?", (legacy,))
+    path = store.content_path("jira_PROJ-7")
+    before = (path.stat().st_ino, store.metadata_path("jira_PROJ-7").stat().st_ino)
+    assert store.upsert(resource()) is UpsertOutcome.UNCHANGED
+    assert (path.stat().st_ino, store.metadata_path("jira_PROJ-7").stat().st_ino) == before
+    assert store.get("jira", "PROJ-7").entry.metadata_digest != legacy
+    assert store.upsert(resource(project="changed")) is UpsertOutcome.WRITTEN
