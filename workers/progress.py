@@ -24,7 +24,7 @@ class ProgressReporter:
         self._bars: list[Any] = []
 
     def factory(self, plan: ResyncPlan) -> Progress:
-        total = len(plan.refs) + len(plan.to_delete)
+        total = len(plan.refs) - len(plan.prefetched) + len(plan.to_delete)  # stored while listing: done
         if self.interactive:
             from tqdm import tqdm
 

@@ -15,6 +15,11 @@ the plan, the summary type and the rules below.
   and more than `min_count`, none is removed and the resync fails, saying how to override.
 - The per-system cursor is the newest upstream update time seen, so our clock never matters, and
   it only advances when nothing failed, so a failed ticket is retried by the next incremental run.
+- A listing may bring complete tickets (`TicketRef.snapshot`, e.g. Jira's search with its embedded
+  comments). The inline dispatcher stores those while the listing streams, with the same ordering
+  guard as a fetch, and fetches only the rest; the plan keeps ids and times, never a snapshot, so
+  memory stays flat however long the listing. The bulk dispatcher ignores snapshots and enqueues
+  every id (a queued job carries only an id and always fetches).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,13 +36,15 @@ from typing import Any, Protocol
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import CredentialsRefused
-from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
-from data_manager.collectors.tickets.sync import SyncOutcome, reconcile_unlisted, sync_ticket
+from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef, TicketSnapshot
+from data_manager.collectors.tickets.sync import SyncOutcome, reconcile_unlisted, store_snapshot, sync_ticket
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, SyncOutcome | None], None]  # (ticket id, outcome or None on failure)
 ProgressFactory = Callable[["ResyncPlan"], Progress | None]
+# Takes the complete tickets a listing brings, as the listing streams them (the inline dispatcher stores them).
+SnapshotSink = Callable[[Iterator[TicketSnapshot]], None]
 
 # How long a stored ticket that a full listing did not return must have been unchanged before it is
 # taken to be out of scope (Jira Cloud's search is eventually consistent; clocks may differ a little).
@@ -55,6 +62,7 @@ class ResyncPlan:
     to_delete: set[str] = field(default_factory=set)  # stored here, not listed upstream (full only)
     listed_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the listing started
     stored: int = 0  # how many copies of the system were stored when the listing ended
+    prefetched: set[str] = field(default_factory=set)  # listed complete and already stored: not fetched again
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,13 @@ def plan_resync(
     since: datetime | None = None,
     full: bool = False,
     use_cursor: bool = True,
+    snapshot_sink: SnapshotSink | None = None,
 ) -> ResyncPlan:
-    """What to fetch (and, for a full resync, what may have to go), from a listing made on proven credentials."""
+    """What to fetch (and, for a full resync, what may have to go), from a listing made on proven credentials.
+
+    With a `snapshot_sink`, complete tickets the listing brings go to it as they stream and are
+    marked `prefetched`; without one they are dropped and fetched like the rest.
+    """
     system = integration.name
     prove_credentials(integration, fresh=full)
     listed_at = datetime.now(UTC)
@@ -184,7 +197,24 @@ def plan_resync(
         since_used = previous - timedelta(seconds=integration.resync_overlap_seconds)
     else:
         since_used = None
-    refs = _dedupe(integration.iter_changed(since_used))
+    listed: list[TicketRef] = []
+    prefetched: set[str] = set()
+
+    def complete_tickets() -> Iterator[TicketSnapshot]:
+        for ref in integration.iter_changed(since_used):
+            listed.append(TicketRef(ref.ticket_id, ref.updated_at))  # the plan never holds a snapshot
+            if ref.snapshot is not None and snapshot_sink is not None:
+                prefetched.add(ref.ticket_id)
+                yield ref.snapshot
+            else:
+                prefetched.discard(ref.ticket_id)  # listed again without its content: fetch it
+
+    tickets = complete_tickets()
+    if snapshot_sink is not None:
+        snapshot_sink(tickets)
+    for _ in tickets:  # the rest of the listing, when there is no sink (or it stopped on refused credentials)
+        pass
+    refs = _dedupe(listed)
     times = [ref.updated_at for ref in refs if ref.updated_at is not None]
     new_cursor = max([*times, *([previous] if previous else [])], default=None)
     to_delete: set[str] = set()
@@ -194,7 +224,7 @@ def plan_resync(
         stored_ids = persistence.ticket_ids(system)
         stored = len(stored_ids)
         to_delete = stored_ids - {ref.ticket_id for ref in refs}
-    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete, listed_at, stored)
+    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete, listed_at, stored, prefetched)
 
 
 class _TicketRunner:
@@ -264,10 +294,37 @@ class InlineDispatcher:
     ) -> None:
         runner = _TicketRunner(summary, progress)
         runner.run(
-            (ref.ticket_id for ref in plan.refs),
+            (ref.ticket_id for ref in plan.refs if ref.ticket_id not in plan.prefetched),
             lambda ticket_id: sync_ticket(integration, persistence, ticket_id),
             self.concurrency or integration.resync_concurrency,
         )
+
+    def snapshot_sink(
+        self, integration: TicketIntegration, persistence: PersistenceService, summary: ResyncSummary
+    ) -> SnapshotSink:
+        """Stores the listing's complete tickets as they stream, `concurrency` at a time, a few in flight."""
+
+        def store(snapshots: Iterator[TicketSnapshot]) -> None:
+            pending: dict[str, list[TicketSnapshot]] = {}  # bounded by the runner's in-flight limit
+            lock = threading.Lock()
+
+            def ids() -> Iterator[str]:
+                for snapshot in snapshots:
+                    with lock:
+                        pending.setdefault(snapshot.ticket_id, []).append(snapshot)
+                    yield snapshot.ticket_id
+
+            def work(ticket_id: str) -> SyncOutcome:
+                with lock:
+                    queued = pending[ticket_id]
+                    snapshot = queued.pop(0)
+                    if not queued:
+                        del pending[ticket_id]
+                return store_snapshot(integration, persistence, snapshot)
+
+            _TicketRunner(summary, None).run(ids(), work, self.concurrency or integration.resync_concurrency)
+
+        return store
 
 
 def settle_candidates(
@@ -315,8 +372,16 @@ def resync_system(
     started = time.monotonic()
     system = integration.name
     summary = ResyncSummary(system=system, mode="full" if full else "incremental", dispatch=dispatcher.kind)
+    sink_for = getattr(dispatcher, "snapshot_sink", None)  # only a dispatcher that stores here takes snapshots
     try:
-        plan = plan_resync(integration, persistence, since=since, full=full, use_cursor=use_cursor)
+        plan = plan_resync(
+            integration,
+            persistence,
+            since=since,
+            full=full,
+            use_cursor=use_cursor,
+            snapshot_sink=sink_for(integration, persistence, summary) if sink_for else None,
+        )
     except CredentialsRefused as exc:
         log.error("resync %s: credentials refused: %s", system, exc)
         summary.error = f"credentials refused: {exc}"

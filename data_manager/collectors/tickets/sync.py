@@ -15,7 +15,7 @@ from enum import Enum
 from data_manager.collectors.persistence import PersistenceService, RemovalReason, UpsertOutcome
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import TicketGone
-from data_manager.collectors.tickets.integration import TicketIntegration
+from data_manager.collectors.tickets.integration import TicketIntegration, TicketSnapshot
 from data_manager.collectors.tickets.normalise import normalise
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,13 @@ def sync_ticket(
         snapshot = integration.fetch(ticket_id)
     except TicketGone:
         return delete_ticket(integration, persistence, ticket_id, reason=removal_reason)
+    return store_snapshot(integration, persistence, snapshot)
+
+
+def store_snapshot(
+    integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
+) -> SyncOutcome:
+    """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
     resource = normalise(integration.name, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
 

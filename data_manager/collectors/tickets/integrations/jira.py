@@ -25,7 +25,7 @@ import itertools
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -552,9 +552,11 @@ class JiraTickets(TicketIntegration, system="jira"):
         """
         anchor = jql_minute(since, self.zone) if since is not None else None
         yielded: set[str] = set()
+        # `updated` first (what the listing itself reads), then what a complete snapshot needs.
+        listing_fields = tuple(dict.fromkeys(("updated", *ISSUE_FIELDS, *self.custom_fields, "comment")))
         while True:
             restarted = False
-            for page in self._search_pages(changed_jql(self.jql_query, anchor)):
+            for page in self._search_pages(changed_jql(self.jql_query, anchor), listing_fields):
                 last_updated: datetime | None = None
                 for raw in page:
                     key = raw.get("key")
@@ -565,7 +567,7 @@ class JiraTickets(TicketIntegration, system="jira"):
                     last_updated = updated or last_updated
                     if key not in yielded:
                         yielded.add(key)
-                        yield TicketRef(key, updated)
+                        yield TicketRef(key, updated, self._listed_snapshot(raw))
                 if last_updated is not None:
                     minute = jql_minute(last_updated, self.zone)
                     if anchor is None or minute > anchor:
@@ -575,6 +577,19 @@ class JiraTickets(TicketIntegration, system="jira"):
             if not restarted:
                 return
 
+    def _listed_snapshot(self, issue: Mapping[str, Any]) -> TicketSnapshot | None:
+        """The complete ticket from a search hit, or None when its embedded comments were cut off.
+
+        The search embeds at most 20 comments per issue as a page (`comments`, `startAt`, `total`);
+        only an issue whose page holds every comment is complete, the others are fetched one by one.
+        """
+        page = _json_object(_json_object(issue.get("fields")).get("comment"))
+        comments = [c for c in page.get("comments") or [] if isinstance(c, dict)]
+        total = page.get("total")
+        if not isinstance(total, int) or _json_int(page.get("startAt"), 0) != 0 or len(comments) < total:
+            return None
+        return self._snapshot(issue, comments)
+
     def in_scope(self, ticket_id: str) -> bool:
         """Whether `jql_query` matches the (existing) issue: one search for `(<jql>) AND key = "<key>"`."""
         base = strip_order_by(self.jql_query or "")
@@ -582,17 +597,17 @@ class JiraTickets(TicketIntegration, system="jira"):
         jql = f'({base}) AND key = "{key}"' if base else f'key = "{key}"'
         return any(page for page in itertools.islice(self._search_pages(jql), 1))
 
-    def _search_pages(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+    def _search_pages(self, jql: str, fields: Sequence[str] = ("updated",)) -> Iterator[list[dict[str, Any]]]:
         if self.is_cloud:
-            yield from self._search_pages_cloud(jql)
+            yield from self._search_pages_cloud(jql, fields)
         else:
-            yield from self._search_pages_datacenter(jql)
+            yield from self._search_pages_datacenter(jql, fields)
 
-    def _search_pages_cloud(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+    def _search_pages_cloud(self, jql: str, fields: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
         """`POST /rest/api/3/search/jql`; the end is `isLast` or a missing `nextPageToken` (JRACLOUD-92184)."""
         token: str | None = None
         while True:
-            body: dict[str, Any] = {"jql": jql, "fields": ["updated"], "maxResults": self.page_size}
+            body: dict[str, Any] = {"jql": jql, "fields": list(fields), "maxResults": self.page_size}
             if token:
                 body["nextPageToken"] = token
             page = self._object(self._call("POST", self._path("search", "jql"), json=body), "a search")
@@ -606,11 +621,11 @@ class JiraTickets(TicketIntegration, system="jira"):
                 )
             token = str(next_token)
 
-    def _search_pages_datacenter(self, jql: str) -> Iterator[list[dict[str, Any]]]:
+    def _search_pages_datacenter(self, jql: str, fields: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
         """`GET /rest/api/2/search` with startAt/maxResults until `startAt + len(issues) >= total`."""
         start = 0
         while True:
-            params = {"jql": jql, "fields": "updated", "startAt": start, "maxResults": self.page_size}
+            params = {"jql": jql, "fields": ",".join(fields), "startAt": start, "maxResults": self.page_size}
             page = self._object(self._call("GET", self._path("search"), params=params), "a search")
             issues = [issue for issue in page.get("issues") or [] if isinstance(issue, dict)]
             total = page.get("total")
