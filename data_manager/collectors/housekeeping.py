@@ -22,13 +22,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from data_manager.collectors.persistence import PersistenceService, metadata_digest_of
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import resource_hash
-
-if TYPE_CHECKING:
-    from data_manager.collectors.persistence import PersistenceService
 
 log = logging.getLogger("tickets.housekeeping")
 TEMP_SUFFIX = ".tmp"
@@ -113,7 +110,11 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
             if not _maybe_newer((path, meta_path), row["written_at"]):
                 continue
             content_digest = _digest_of(path)
-            metadata_digest = _digest_of(meta_path) if meta_path.exists() else row["metadata_digest"]
+            metadata_digest = (
+                metadata_digest_of(meta_path.read_text(encoding="utf-8"))
+                if meta_path.exists()
+                else row["metadata_digest"]
+            )
             if (content_digest, metadata_digest) == (row["content_digest"], row["metadata_digest"]):
                 continue
             updated_at, updated_ts = _updated(_headers(path.read_text(encoding="utf-8", errors="replace")))
@@ -145,7 +146,7 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
                     updated_at,
                     updated_ts,
                     hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    _digest_of(meta_path) if meta_path.exists() else "",
+                    metadata_digest_of(meta_path.read_text(encoding="utf-8") if meta_path.exists() else ""),
                     _mtime_iso(path),
                 ),
             )

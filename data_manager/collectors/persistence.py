@@ -159,6 +159,11 @@ def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
         raise
 
 
+def metadata_digest_of(text: str) -> str:
+    """The digest the catalog keeps for a metadata file's text: of its canonical form, not of its YAML bytes."""
+    return _digest(canonical_metadata(_parse_metadata(text)))
+
+
 def _parse_metadata(text: str) -> ResourceMetadata | None:
     """A metadata file's content back as `ResourceMetadata`; None when empty or not in our shape."""
     try:

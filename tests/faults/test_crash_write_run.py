@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from data_manager.collectors.housekeeping import ORPHAN_AGE_SECONDS, startup_check
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.persistence import PersistenceService, metadata_digest_of
 from tests.faults.support import figure
 from tests.pipeline_support.processes import ROOT
 
@@ -94,7 +94,7 @@ def check(persistence: PersistenceService, *, strict: bool) -> list[str]:
             problems.append(f"digest of {path.name}")
         meta = persistence.metadata_path(hash_)
         if strict and entry is not None and meta.exists():
-            if entry.metadata_digest != hashlib.sha256(meta.read_bytes()).hexdigest():
+            if entry.metadata_digest != metadata_digest_of(meta.read_text(encoding="utf-8")):
                 problems.append(f"metadata digest of {path.name}")
     problems += [f"no file for {h}" for h in rows if h not in files]
     return problems
