@@ -250,12 +250,16 @@ class ApiClient:
         base = server_wait if server_wait is not None else self.backoff_base * (2 ** (attempt - 1))
         return min(self.max_wait, base) + random.uniform(0, min(1.0, self.backoff_base))
 
+    def notify_unauthorized(self) -> None:
+        """Tell the listeners the server refused our credentials (a 401, or a system's own way of saying it)."""
+        for listener in list(self._unauthorized_listeners):
+            listener()
+
     def _error(self, method: str, url: str, response: requests.Response, wait: float | None) -> IntegrationError:
         status = response.status_code
         message = self.redact(f"{method} {url} answered {status}: {server_message(response)}")
         if status == 401:
-            for listener in list(self._unauthorized_listeners):
-                listener()
+            self.notify_unauthorized()
         if status == 404:
             return NotFoundError(message, status=status)
         if status in TRANSIENT_STATUSES:

@@ -90,8 +90,7 @@ class _BugzillaApiClient(ApiClient):
             body = {"message": response.text.strip()[:200] or response.reason}
         error = error_from(response.status_code, body, self.redact(f"{method} {_path_of(url)}"), wait)
         if response.status_code == 401 or isinstance(error, CredentialsRefused):
-            for listener in list(self._unauthorized_listeners):
-                listener()
+            self.notify_unauthorized()
         return error
 
 

@@ -422,7 +422,7 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
             raise TicketGone(case_id, "Salesforce") from None
 
     def add_comment(self, ticket_id: str, comment: Comment) -> None:
-        """A CaseComment; published unless the comment says it is internal. Over 4,000 bytes is refused."""
+        """A published CaseComment (the model has no comment visibility yet). Over 4,000 bytes is refused."""
         case_id = self.case_id(ticket_id)
         size = _mapping.comment_body_bytes(comment.text)
         if size > _mapping.COMMENT_BODY_LIMIT_BYTES:
@@ -431,8 +431,8 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
                 f"is {size} bytes (UTF-8). Shorten it or split it into several comments; nothing was sent.",
                 status=400,
             )
-        published = not bool(getattr(comment, "private", False) or getattr(comment, "internal", False))
-        body = {"ParentId": case_id, "CommentBody": comment.text, "IsPublished": published}
+        # The model's Comment has no visibility, so a comment written through the facade is published.
+        body = {"ParentId": case_id, "CommentBody": comment.text, "IsPublished": True}
         try:
             self.client.request("POST", self._path("sobjects", "CaseComment"), json=body)
         except PermanentError as exc:
