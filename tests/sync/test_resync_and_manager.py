@@ -8,10 +8,11 @@ import pytest
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets import Comment, TicketData, TicketManager
 from data_manager.collectors.tickets.errors import ConfigError, TransientError
-from data_manager.collectors.tickets.integrations.memory import InMemoryTickets, named_store
+from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import InMemoryBackend
 from data_manager.collectors.tickets.resync import plan_resync, resync_system
 from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
+from tests.integrations.memory import store_of
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -228,10 +229,9 @@ def test_plan_dedupes_repeated_refs(
 
 
 def test_manager_skips_disabled_and_collects_enabled(store: PersistenceService) -> None:
-    shared = named_store("default")
-    for i in range(3):
-        shared.create(TicketData(title=f"t{i}"))
     manager = TicketManager({"sources": {"tickets": {"memory": {"enabled": True, "webhook_secret": "s"}}}})
+    for i in range(3):
+        store_of(manager).create(TicketData(title=f"t{i}"))
     assert manager.systems == ["memory"]
     result = manager.collect(store)
     assert result.ok and result.summaries["memory"].written == 3

@@ -30,6 +30,7 @@ from data_manager.collectors.tickets.errors import (
 from data_manager.collectors.tickets.http import NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -158,7 +159,9 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         )
 
     @classmethod
-    def from_settings(cls, settings: SalesforceSettings, *, name: str) -> SalesforceBackend:
+    def from_settings(
+        cls, settings: SalesforceSettings, *, name: str, shared: SharedResources | None = None
+    ) -> SalesforceBackend:
         integration = cls(
             settings.instance_url or "",
             settings.access_token,
