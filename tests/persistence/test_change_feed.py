@@ -141,7 +141,11 @@ def test_the_startup_reconcile_gives_repaired_rows_their_entries(store: Persiste
     store.content_path("memory_T2").unlink()
     store.content_path("memory_T4").write_text(ticket("T4", "new").get_content())
     report = reconcile(store)
-    assert (report.rows_updated, report.rows_removed, report.rows_added) == (["memory_T1"], ["memory_T2"], ["memory_T4"])
+    assert (report.rows_updated, report.rows_removed, report.rows_added) == (
+        ["memory_T1"],
+        ["memory_T2"],
+        ["memory_T4"],
+    )
     assert sorted(kinds(store, after=seq)) == [("T1", W), ("T2", R), ("T4", W)]
     assert reconcile(store).changed == 0 and store.last_change_seq() == seq + 3  # nothing more to repair
 
