@@ -420,6 +420,15 @@ class TicketIntegration(abc.ABC):
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         """The events in an authenticated request; [] for kinds we do not act on. `WebhookPayloadError` if malformed."""
 
+    def display_name(self, snapshot: TicketSnapshot) -> str | None:
+        """The stored ticket's `display_name` (its metadata); None: the standard one.
+
+        The standard one is `<ticket id>: <title>`, or for an untitled ticket the seed's default
+        `{source_type}:{ticket_id}`. A system whose people know its tickets by another number (a Salesforce
+        CaseNumber) names them that way here; the pipeline calls this for every ticket it stores.
+        """
+        return None
+
     def webhook_reply(self, events: list[TicketEvent]) -> WebhookReply | None:
         """The answer once every event is safely queued (or ignored); None: the standard JSON 202/200."""
         return None

@@ -266,6 +266,10 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
             status_map=self.status_map,
         )
 
+    def display_name(self, snapshot: TicketSnapshot) -> str | None:
+        """`Case 00001026: <Subject>`: people know Cases by their CaseNumber, not by the 18-character Id."""
+        return _mapping.display_name(snapshot)
+
     @staticmethod
     def _ref(snapshot: TicketSnapshot) -> TicketRef:
         """A listed case with the complete snapshot the listing already brought (the resync does not fetch it again)."""
