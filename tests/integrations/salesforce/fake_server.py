@@ -49,9 +49,9 @@ from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.serving import RunningFake, serve
 from tests.integrations.salesforce import fake_soql
 from tests.integrations.salesforce.fake_soql import SoqlError
 
@@ -870,33 +870,7 @@ class FakeSalesforce:
 
 
 # -- serving ------------------------------------------------------------------------------------------
-class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
-class RunningFakeSalesforce:
-    fake: FakeSalesforce
-    server: BaseWSGIServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.fake.base_url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> RunningFakeSalesforce:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+RunningFakeSalesforce = RunningFake[FakeSalesforce]
 
 
 def start_fake_salesforce(
@@ -906,11 +880,4 @@ def start_fake_salesforce(
     fake = fake or FakeSalesforce(**options)
     if cases:
         fake.seed(cases)
-    server = make_server(host, port, fake, threaded=True, request_handler=_QuietHandler)
-    server.daemon_threads = True
-    fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-salesforce", daemon=True
-    )
-    thread.start()
-    return RunningFakeSalesforce(fake, server, thread)
+    return serve(fake, host=host, port=port, name="fake-salesforce")
