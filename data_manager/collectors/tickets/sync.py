@@ -12,7 +12,8 @@ import logging
 from datetime import datetime
 from enum import Enum
 
-from data_manager.collectors.persistence import PersistenceService, RemovalReason, UpsertOutcome
+from data_manager.collectors.persistence import RemovalReason, UpsertOutcome
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import TicketGone
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketSnapshot
@@ -39,7 +40,7 @@ _FROM_UPSERT = {
 
 def sync_ticket(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     ticket_id: str,
     *,
     removal_reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
@@ -57,9 +58,7 @@ def sync_ticket(
     return store_snapshot(integration, persistence, snapshot)
 
 
-def store_snapshot(
-    integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
-) -> SyncOutcome:
+def store_snapshot(integration: TicketIntegration, persistence: TicketStore, snapshot: TicketSnapshot) -> SyncOutcome:
     """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
     resource = normalise(integration.name, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
@@ -67,7 +66,7 @@ def store_snapshot(
 
 def delete_ticket(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     ticket_id: str,
     *,
     reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
@@ -83,7 +82,7 @@ def delete_ticket(
 
 
 def reconcile_unlisted(
-    integration: TicketIntegration, persistence: PersistenceService, ticket_id: str, *, unchanged_since: datetime
+    integration: TicketIntegration, persistence: TicketStore, ticket_id: str, *, unchanged_since: datetime
 ) -> SyncOutcome:
     """Settle a ticket we store but a full listing did not return.
 
