@@ -1,4 +1,4 @@
-"""`tickets`: resync, worker, status, failed list|requeue|purge, check-config (one console script).
+"""`tickets`: resync, worker, status, changes, failed list|requeue|purge, check-config (one console script).
 
 `--config PATH` (or TICKETS_CONFIG) picks the config file for every command.
 """
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from data_manager.collectors.persistence import PersistenceError
 from data_manager.collectors.postgres import redact_url
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.resync import DeleteGuard
@@ -26,7 +27,7 @@ from data_manager.config import AppConfig, config_path, load_config
 from service.connection import Role, redacted_url
 from service.logs import configure_logging
 from service.runtime import Runtime, build_store
-from workers import ops
+from workers import feed, ops
 from workers.bulk import enqueue_resync
 from workers.progress import ProgressReporter
 from workers.worker import run_worker
@@ -56,6 +57,11 @@ class CliState:
             except ConfigError as exc:
                 raise click.ClickException(f"config error: {exc}") from None
         return self._runtime
+
+    @property
+    def persistence(self) -> TicketStore:
+        """The configured store (the commands that read or write only the store need nothing else)."""
+        return self.runtime.persistence
 
 
 def _redis_or_fail(state: CliState) -> Runtime:
@@ -470,6 +476,8 @@ def check_config(state: CliState) -> None:
         click.echo(f"WARNING {warning}")
     click.echo("ok" if not warnings else f"ok, with {len(warnings)} warning(s)")
 
+
+main.add_command(feed.changes)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -9,12 +9,13 @@ chosen once, by `data_manager.store.url`, in the composition root. mypy checks t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from data_manager.collectors.catalog import CatalogEntry
+from data_manager.collectors.changes import Change
 from data_manager.collectors.persistence import Removal, StoredTicket, UpsertOutcome
 from data_manager.collectors.resource_base import BaseResource
 from data_manager.collectors.tickets.ticket_resource import TicketResource
@@ -28,6 +29,10 @@ class TicketStore(Protocol):
 
     # -- tickets -------------------------------------------------------------------------------------
     def upsert(self, resource: TicketResource, *, updated_at: datetime | str | None = None) -> UpsertOutcome: ...
+
+    def upsert_many(self, items: Iterable[tuple[TicketResource, datetime | str | None]]) -> list[UpsertOutcome]:
+        """Several upserts with one commit (group commit); the outcomes in the order given."""
+        ...
 
     def delete(self, source_type: str, ticket_id: str, *, reason: str = ...) -> bool: ...
 
@@ -51,6 +56,13 @@ class TicketStore(Protocol):
     def restore(self, source_type: str, ticket_id: str) -> Removal: ...
 
     def purge_trash(self, older_than: timedelta, *, now: datetime | None = None) -> int: ...
+
+    # -- the change feed: every committed write and removal, numbered in commit order -------------------
+    def changes(self, after: int = 0, limit: int = 1000) -> list[Change]: ...
+
+    def last_change_seq(self) -> int: ...
+
+    def wait_for_changes(self, after: int, timeout: float) -> bool: ...
 
     # -- sync state ----------------------------------------------------------------------------------
     def get_cursor(self, system: str) -> datetime | None: ...

@@ -1,48 +1,29 @@
-"""The change feed's contract, on every store that has one: each committed write and removal once, in order, no gaps."""
+"""The change feed's contract, on both stores: each committed write and removal once, in order, no gaps."""
 
 from __future__ import annotations
 
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from data_manager.collectors.changes import Change, ChangeKind
-from data_manager.collectors.persistence import PersistenceService, UpsertOutcome
-from data_manager.collectors.postgres import PostgresPersistence
-from tests.persistence.contract.conftest import StoreRef
+from data_manager.collectors.persistence import UpsertOutcome
+from data_manager.collectors.store import TicketStore
 from tests.persistence.contract.support import T0, resource
-from tests.pipeline_support.postgres_db import empty_tables
-
-# The embedded store's feed is built alongside (issue #13); each store joins here once it has one.
-FEED_STORES = [
-    kind
-    for kind, cls in (("file", PersistenceService), ("postgres", PostgresPersistence))
-    if hasattr(cls, "changes") and hasattr(cls, "wait_for_changes")
-]
 
 
-@pytest.fixture(params=FEED_STORES)
-def feed(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-        empty_tables(url)
-        ref = StoreRef("postgres", url)
-    else:
-        ref = StoreRef("file", str(tmp_path / "data"))
-    store = ref.open()
-    yield store
-    store.close()
+@pytest.fixture
+def feed(store: TicketStore) -> TicketStore:
+    return store
 
 
 def _kinds(changes: list[Change]) -> list[tuple[int, str, str]]:
     return [(c.seq, c.ticket_id, str(c.kind)) for c in changes]
 
 
-def test_writes_and_removals_are_numbered_from_one_without_gaps(feed: Any) -> None:
+def test_writes_and_removals_are_numbered_from_one_without_gaps(feed: TicketStore) -> None:
     assert feed.last_change_seq() == 0 and feed.changes(after=0) == []
     feed.upsert(resource("a", ticket_id="PROJ-1"))
     feed.upsert(resource("b", ticket_id="PROJ-2"))
@@ -59,7 +40,7 @@ def test_writes_and_removals_are_numbered_from_one_without_gaps(feed: Any) -> No
     assert feed.last_change_seq() == 4
 
 
-def test_unchanged_stale_and_absent_leave_no_entry(feed: Any) -> None:
+def test_unchanged_stale_and_absent_leave_no_entry(feed: TicketStore) -> None:
     feed.upsert(resource("new", T0 + timedelta(minutes=5)))
     assert feed.upsert(resource("new", T0 + timedelta(minutes=5))) is UpsertOutcome.UNCHANGED
     assert feed.upsert(resource("old", T0)) is UpsertOutcome.STALE
@@ -67,7 +48,7 @@ def test_unchanged_stale_and_absent_leave_no_entry(feed: Any) -> None:
     assert feed.last_change_seq() == 1 and len(feed.changes(after=0)) == 1
 
 
-def test_pages_follow_after_and_limit(feed: Any) -> None:
+def test_pages_follow_after_and_limit(feed: TicketStore) -> None:
     for n in range(7):
         feed.upsert(resource(ticket_id=f"PROJ-{n}"))
     pages, after = [], 0
@@ -77,7 +58,7 @@ def test_pages_follow_after_and_limit(feed: Any) -> None:
     assert pages == [[1, 2, 3], [4, 5, 6], [7]]
 
 
-def test_wait_for_changes_wakes_on_a_commit_and_times_out_without_one(feed: Any) -> None:
+def test_wait_for_changes_wakes_on_a_commit_and_times_out_without_one(feed: TicketStore) -> None:
     feed.upsert(resource(ticket_id="PROJ-1"))
     assert feed.wait_for_changes(after=0, timeout=0) is True  # already there: no waiting
     started = time.monotonic()

@@ -30,6 +30,7 @@ from data_manager.collectors.tickets.errors import (
 from data_manager.collectors.tickets.http import NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -158,7 +159,9 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         )
 
     @classmethod
-    def from_settings(cls, settings: SalesforceSettings, *, name: str) -> SalesforceBackend:
+    def from_settings(
+        cls, settings: SalesforceSettings, *, name: str, shared: SharedResources | None = None
+    ) -> SalesforceBackend:
         integration = cls(
             settings.instance_url or "",
             settings.access_token,
@@ -262,6 +265,10 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
             include_private_comments=self.include_private_comments,
             status_map=self.status_map,
         )
+
+    def display_name(self, snapshot: TicketSnapshot) -> str | None:
+        """`Case 00001026: <Subject>`: people know Cases by their CaseNumber, not by the 18-character Id."""
+        return _mapping.display_name(snapshot)
 
     @staticmethod
     def _ref(snapshot: TicketSnapshot) -> TicketRef:
