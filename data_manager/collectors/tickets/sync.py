@@ -63,7 +63,7 @@ def store_snapshot(
     integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
 ) -> SyncOutcome:
     """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
-    resource = normalise(integration.name, snapshot)
+    resource = normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
 
 
@@ -142,5 +142,5 @@ def reconcile_unlisted(
             "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.name, ticket_id
         )
         return SyncOutcome.OUT_OF_SCOPE
-    resource = normalise(integration.name, snapshot)
+    resource = normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]

@@ -28,8 +28,9 @@ from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.serving import RunningFake, serve
 
 ADMIN_KEY = "fake-bugzilla-admin-key-0123456789abcdef"
 DEV_KEY = "fake-bugzilla-dev-key-0123456789abcdef"
@@ -1121,34 +1122,8 @@ def parse_search_time(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-# -- serving -----------------------------------------------------------------------------------------
-class _QuietKeepAliveHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
-class RunningFakeBugzilla:
-    fake: FakeBugzilla
-    server: BaseWSGIServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.fake.base_url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> RunningFakeBugzilla:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+# -- serving ------------------------------------------------------------------------------------------
+RunningFakeBugzilla = RunningFake[FakeBugzilla]
 
 
 def start_fake_bugzilla(
@@ -1158,11 +1133,4 @@ def start_fake_bugzilla(
     fake = fake or FakeBugzilla(**options)
     if bugs:
         fake.seed(bugs)
-    server = make_server(host, port, fake, threaded=True, request_handler=_QuietKeepAliveHandler)
-    server.daemon_threads = True
-    fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-bugzilla", daemon=True
-    )
-    thread.start()
-    return RunningFakeBugzilla(fake, server, thread)
+    return serve(fake, host=host, port=port, name="fake-bugzilla")

@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.serving import RunningFake, serve
 from tests.integrations.jira import _jql
 
 DEPLOYMENTS = ("cloud", "datacenter")
@@ -1367,34 +1367,8 @@ class FakeJira(_jql.FieldAccess):
         return self._json(200, {"body": payload_body.decode(), "headers": headers})
 
 
-# -- serving -----------------------------------------------------------------------------------------
-class _QuietKeepAliveHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a real server behind a load balancer
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
-class RunningFakeJira:
-    fake: FakeJira
-    server: BaseWSGIServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.fake.base_url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> RunningFakeJira:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+# -- serving ------------------------------------------------------------------------------------------
+RunningFakeJira = RunningFake[FakeJira]
 
 
 def start_fake_jira(
@@ -1404,14 +1378,7 @@ def start_fake_jira(
     fake = fake or FakeJira(**options)
     if issues:
         fake.seed(issues)
-    server = make_server(host, port, fake, threaded=True, request_handler=_QuietKeepAliveHandler)
-    server.daemon_threads = True
-    fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-jira", daemon=True
-    )
-    thread.start()
-    return RunningFakeJira(fake, server, thread)
+    return serve(fake, host=host, port=port, name="fake-jira")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,3 +181,27 @@ def test_writes_and_tokens(served: tuple[RunningFakeSalesforce, requests.Session
     assert bad.status_code == 400 and bad.json() == load("token_error_invalid_grant.json")
     info = session.get(f"{server.url}/services/oauth2/userinfo")
     assert missing_keys(load("userinfo.json"), info.json()) == []
+
+
+def test_the_identity_service_refuses_a_bad_session_with_403_bad_oauth_token(
+    served: tuple[RunningFakeSalesforce, requests.Session],
+) -> None:
+    """Not the REST API's 401 JSON: `userinfo` answers 403 and one plain-text word (Salesforce Mobile SDK for
+    Android PR #2430: "It returns a 403 for an invalid access token"; jsforce PR #736 and nforce read the same
+    `Bad_OAuth_Token` body from the identity URL). The data API keeps answering 401 INVALID_SESSION_ID."""
+    server, _ = served
+    bad = {"Authorization": "Bearer 00Dx!expired"}
+    info = requests.get(f"{server.url}/services/oauth2/userinfo", headers=bad)
+    assert (info.status_code, info.text) == (403, "Bad_OAuth_Token")
+    data = requests.get(f"{server.url}{DATA}/query", params={"q": QUERY}, headers=bad)
+    assert data.status_code == 401 and data.json() == load("error_invalid_session_id.json")
+
+
+@pytest.mark.parametrize(("shape", "empty"), [("null", None), ("empty", {"totalSize": 0, "done": True, "records": []})])
+def test_an_empty_child_relationship_comes_in_either_undocumented_shape(shape: str, empty: object) -> None:
+    """Salesforce documents neither; both reach the client (test_listing_and_fetch reads both)."""
+    with start_fake_salesforce(empty_children=shape) as server:
+        server.fake.add_case("No comments yet")
+        headers = {"Authorization": f"Bearer {STATIC_TOKEN}"}
+        page = requests.get(f"{server.url}{DATA}/query", params={"q": QUERY}, headers=headers).json()
+    assert page["records"][0]["CaseComments"] == empty
