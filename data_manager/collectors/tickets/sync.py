@@ -19,6 +19,7 @@ from data_manager.collectors.tickets.errors import TicketGone
 from data_manager.collectors.tickets.group_commit import GroupCommitter
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketSnapshot
 from data_manager.collectors.tickets.normalise import normalise
+from data_manager.collectors.tickets.ticket_resource import TicketResource
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,16 @@ def sync_ticket(
     return store_snapshot(integration, persistence, snapshot)
 
 
+def resource_of(integration: TicketIntegration, snapshot: TicketSnapshot) -> TicketResource:
+    """The ticket as stored: normalised, under the name its integration gives it."""
+    return normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
+
+
 def store_snapshot(
     integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
 ) -> SyncOutcome:
     """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
-    resource = normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
+    resource = resource_of(integration, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
 
 
@@ -94,7 +100,7 @@ def submit_snapshot(
     integration: TicketIntegration, committer: GroupCommitter, snapshot: TicketSnapshot, settled: Settled
 ) -> None:
     """Normalise a complete ticket and hand it to the committer; `settled` gets the outcome of its batch."""
-    resource = normalise(integration.name, snapshot)
+    resource = resource_of(integration, snapshot)
 
     def done(outcome: UpsertOutcome | None, error: Exception | None) -> None:
         settled(_FROM_UPSERT[outcome] if outcome is not None else None, error)
@@ -142,5 +148,5 @@ def reconcile_unlisted(
             "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.name, ticket_id
         )
         return SyncOutcome.OUT_OF_SCOPE
-    resource = normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
+    resource = resource_of(integration, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
