@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +37,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.serving import RunningFake, serve
+from tests.fakes.faults import Fault, Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 from tests.integrations.jira import _jql
 
 DEPLOYMENTS = ("cloud", "datacenter")
@@ -161,23 +162,6 @@ class FakeIssue:
         return int(self.key.rsplit("-", 1)[1])
 
 
-@dataclass
-class Fault:
-    """An answer the fake gives instead of the real one, `times` times (None: until cleared)."""
-
-    status: int
-    path: re.Pattern[str] | None = None
-    method: str | None = None
-    times: int | None = 1
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method) and (
-            self.path is None or bool(self.path.search(path))
-        )
-
-
 def _ms(value: datetime) -> datetime:
     """Jira keeps milliseconds."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
@@ -238,7 +222,7 @@ class JiraRequestError(Exception):
 
 
 # -- the fake ----------------------------------------------------------------------------------------
-class FakeJira(_jql.FieldAccess):
+class FakeJira(FakeApp, _jql.FieldAccess):
     """The state and the WSGI app. Every public method is safe to call from tests while serving."""
 
     def __init__(
@@ -274,7 +258,13 @@ class FakeJira(_jql.FieldAccess):
         self.issues: dict[str, FakeIssue] = {}
         self.deleted: dict[str, FakeIssue] = {}
         self.moved: dict[str, str] = {}  # old key -> new key (Jira keeps old keys resolvable)
-        self.faults: list[Fault] = []
+        self.faults = Faults(
+            {
+                429: {"errorMessages": ["Rate limit exceeded."]},
+                503: "Service Unavailable",
+                500: {"errorMessages": ["Internal server error"]},
+            }
+        )
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeJira, Request], None]] = []
         self.lock = threading.RLock()
@@ -464,37 +454,8 @@ class FakeJira(_jql.FieldAccess):
             issue.updated = self._touch()
             return issue.key
 
-    def inject(
-        self,
-        status: int,
-        *,
-        path: str | None = None,
-        method: str | None = None,
-        times: int | None = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> Fault:
-        """Answer the next matching request(s) with `status` instead (429, 503, 400, ...)."""
-        default_bodies = {
-            429: {"errorMessages": ["Rate limit exceeded."]},
-            503: "Service Unavailable",
-            500: {"errorMessages": ["Internal server error"]},
-        }
-        fault = Fault(
-            status,
-            re.compile(path) if path else None,
-            method,
-            times,
-            dict(headers or {}),
-            body if body is not None else default_bodies.get(status),
-        )
-        with self.lock:
-            self.faults.append(fault)
-        return fault
-
     def clear_faults(self) -> None:
-        with self.lock:
-            self.faults.clear()
+        self.faults.clear()
 
     def seed(
         self,
@@ -907,23 +868,12 @@ class FakeJira(_jql.FieldAccess):
             ]
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
-
     def handle(self, request: Request) -> Response:
         is_admin = request.path.startswith("/_fake/")
         if not is_admin:
             with self.lock:
                 self.requests.append((request.method, request.path, request.query_string.decode()))
-                fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
-                if fault is not None and fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self.faults.remove(fault)
+            fault = self.faults.take(request.method, request.path)
             if fault is not None:
                 return self._fault_response(fault)
             if not self._authenticated(request) and self.refused_as_anonymous:
