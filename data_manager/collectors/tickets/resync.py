@@ -31,13 +31,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import CredentialsRefused
+from data_manager.collectors.tickets.group_commit import GroupCommitter
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef, TicketSnapshot
-from data_manager.collectors.tickets.sync import SyncOutcome, reconcile_unlisted, store_snapshot, sync_ticket
+from data_manager.collectors.tickets.sync import (
+    SyncOutcome,
+    reconcile_unlisted,
+    store_snapshot,
+    submit_snapshot,
+    submit_ticket,
+    sync_ticket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +163,7 @@ class Dispatcher(Protocol):
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         summary: ResyncSummary,
         progress: Progress | None,
@@ -173,7 +182,7 @@ def _dedupe(refs: Iterable[TicketRef]) -> list[TicketRef]:
 
 def plan_resync(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,
@@ -239,22 +248,31 @@ class _TicketRunner:
         self.lock = threading.Lock()
         self.refused = threading.Event()
 
-    def one(self, ticket_id: str, work: Callable[[str], SyncOutcome]) -> None:
+    def one(self, ticket_id: str, work: Callable[[str], SyncOutcome | None]) -> None:
+        """Run `work`; its outcome is counted now, or later through `settle` when it returns None (group commit)."""
         if self.refused.is_set():
             return
         try:
             outcome = work(ticket_id)
-        except CredentialsRefused as exc:
-            self.refused.set()
-            log.error("resync %s: credentials refused: %s", self.summary.system, exc)
-            with self.lock:
-                self.summary.error = self.summary.error or f"credentials refused: {exc}"
+        except Exception as exc:
+            self.settle(ticket_id, None, exc)
             return
-        except Exception as exc:  # one ticket's failure never stops the others; it is reported
-            log.warning("resync %s %s failed: %s", self.summary.system, ticket_id, exc)
+        if outcome is not None:
+            self.settle(ticket_id, outcome, None)
+
+    def settle(self, ticket_id: str, outcome: SyncOutcome | None, error: Exception | None) -> None:
+        """Count one ticket's outcome or failure (from any thread)."""
+        if isinstance(error, CredentialsRefused):
+            self.refused.set()
+            log.error("resync %s: credentials refused: %s", self.summary.system, error)
+            with self.lock:
+                self.summary.error = self.summary.error or f"credentials refused: {error}"
+            return
+        if error is not None or outcome is None:  # one ticket's failure never stops the others; it is reported
+            log.warning("resync %s %s failed: %s", self.summary.system, ticket_id, error)
             with self.lock:
                 self.summary.failed += 1
-                self.summary.failures.append({"ticket_id": ticket_id, "error": f"{type(exc).__name__}: {exc}"})
+                self.summary.failures.append({"ticket_id": ticket_id, "error": f"{type(error).__name__}: {error}"})
             if self.progress:
                 self.progress(ticket_id, None)
             return
@@ -264,7 +282,7 @@ class _TicketRunner:
         if self.progress:
             self.progress(ticket_id, outcome)
 
-    def run(self, ticket_ids: Iterable[str], work: Callable[[str], SyncOutcome], concurrency: int) -> None:
+    def run(self, ticket_ids: Iterable[str], work: Callable[[str], SyncOutcome | None], concurrency: int) -> None:
         workers = max(1, concurrency)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"resync-{self.summary.system}") as pool:
             in_flight: set[Future[None]] = set()
@@ -279,34 +297,49 @@ class _TicketRunner:
 
 @dataclass
 class InlineDispatcher:
-    """Fetches and stores every listed ticket in this process, at most `concurrency` at a time."""
+    """Fetches and stores every listed ticket in this process, at most `concurrency` fetches at a time.
+
+    With `group_commit` (the default) the fetched tickets are stored in batches (`GroupCommitter`: up
+    to 100 per transaction, or what arrived within 0.5 s), and `dispatch` returns only once every
+    batch is durable, so the cursor, advanced after it, never passes an uncommitted ticket.
+    """
 
     concurrency: int | None = None
     kind: str = "inline"
+    group_commit: bool = True
 
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         summary: ResyncSummary,
         progress: Progress | None,
     ) -> None:
         runner = _TicketRunner(summary, progress)
-        runner.run(
-            (ref.ticket_id for ref in plan.refs if ref.ticket_id not in plan.prefetched),
-            lambda ticket_id: sync_ticket(integration, persistence, ticket_id),
-            self.concurrency or integration.resync_concurrency,
-        )
+        ticket_ids = (ref.ticket_id for ref in plan.refs if ref.ticket_id not in plan.prefetched)
+        concurrency = self.concurrency or integration.resync_concurrency
+        if not self.group_commit:
+            runner.run(ticket_ids, lambda ticket_id: sync_ticket(integration, persistence, ticket_id), concurrency)
+            return
+        with GroupCommitter(persistence, name=f"commit-{integration.name}") as committer:
+            runner.run(
+                ticket_ids,
+                lambda ticket_id: submit_ticket(
+                    integration, persistence, committer, ticket_id, partial(runner.settle, ticket_id)
+                ),
+                concurrency,
+            )
 
     def snapshot_sink(
-        self, integration: TicketIntegration, persistence: PersistenceService, summary: ResyncSummary
+        self, integration: TicketIntegration, persistence: TicketStore, summary: ResyncSummary
     ) -> SnapshotSink:
         """Stores the listing's complete tickets as they stream, `concurrency` at a time, a few in flight."""
 
         def store(snapshots: Iterator[TicketSnapshot]) -> None:
             pending: dict[str, list[TicketSnapshot]] = {}  # bounded by the runner's in-flight limit
             lock = threading.Lock()
+            runner = _TicketRunner(summary, None)
 
             def ids() -> Iterator[str]:
                 for snapshot in snapshots:
@@ -314,22 +347,31 @@ class InlineDispatcher:
                         pending.setdefault(snapshot.ticket_id, []).append(snapshot)
                     yield snapshot.ticket_id
 
-            def work(ticket_id: str) -> SyncOutcome:
+            def take(ticket_id: str) -> TicketSnapshot:
                 with lock:
                     queued = pending[ticket_id]
                     snapshot = queued.pop(0)
                     if not queued:
                         del pending[ticket_id]
-                return store_snapshot(integration, persistence, snapshot)
+                return snapshot
 
-            _TicketRunner(summary, None).run(ids(), work, self.concurrency or integration.resync_concurrency)
+            concurrency = self.concurrency or integration.resync_concurrency
+            if not self.group_commit:
+                runner.run(ids(), lambda t: store_snapshot(integration, persistence, take(t)), concurrency)
+                return
+            with GroupCommitter(persistence, name=f"commit-{integration.name}") as committer:
+
+                def work(ticket_id: str) -> None:
+                    submit_snapshot(integration, committer, take(ticket_id), partial(runner.settle, ticket_id))
+
+                runner.run(ids(), work, concurrency)
 
         return store
 
 
 def settle_candidates(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     plan: ResyncPlan,
     summary: ResyncSummary,
     *,
@@ -352,7 +394,7 @@ def _mode(full: bool, since_used: datetime | None) -> str:
 
 def resync_system(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,
