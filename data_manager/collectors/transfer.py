@@ -1,7 +1,7 @@
 """Export a store to the embedded file layout, and import such a layout into a store (issue #13).
 
 `export_tickets` writes `<dir>/tickets/<hash>.txt` and `<hash>.txt.meta.yaml` byte for byte as the
-embedded store writes them, from any store, through the public `PersistenceService` API only
+embedded store writes them, from any store, through the public `TicketStore` API only
 (`iter_entries`, `get_by_hash`), one ticket at a time: for indexers that read files, and to take a
 copy. `import_tickets` loads such a directory (a data directory of the embedded store, or an export)
 into a store: the migration path from one machine to many. Each ticket is upserted with the upstream
@@ -27,12 +27,12 @@ from data_manager.collectors.persistence import (
     META_SUFFIX,
     TICKETS_DIR,
     PersistenceError,
-    PersistenceService,
     UpsertOutcome,
     atomic_write,
     render_metadata,
 )
 from data_manager.collectors.resource_base import ResourceMetadata
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
 
 IMPORT_BATCH = 100
@@ -77,9 +77,7 @@ class ImportReport:
         }
 
 
-def export_tickets(
-    store: PersistenceService, target: str | os.PathLike[str], system: str | None = None
-) -> ExportReport:
+def export_tickets(store: TicketStore, target: str | os.PathLike[str], system: str | None = None) -> ExportReport:
     """Write every stored ticket (of `system`, when given) under `<target>/tickets/` as the embedded store does."""
     directory = Path(target) / TICKETS_DIR
     try:
@@ -154,7 +152,7 @@ def _ticket_files(directory: Path) -> Iterator[Path]:
 
 
 def import_tickets(
-    store: PersistenceService, source: str | os.PathLike[str], *, batch_size: int = IMPORT_BATCH
+    store: TicketStore, source: str | os.PathLike[str], *, batch_size: int = IMPORT_BATCH
 ) -> ImportReport:
     """Upsert every ticket of the data directory `source` (its `tickets/`) into `store`, `batch_size` at a time."""
     directory = Path(source) / TICKETS_DIR

@@ -8,11 +8,14 @@ server and its thread (also as a context manager).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from tests.fakes.faults import Fault, Faults
 
 
 class WsgiFake(Protocol):
@@ -24,6 +27,41 @@ class WsgiFake(Protocol):
 
 
 FakeT = TypeVar("FakeT", bound=WsgiFake)
+
+
+class FakeApp:
+    """The WSGI side every fake shares: `handle(request)` answers, then the `after_request` hooks run.
+
+    A hook (`hook(fake, request)`) changes the fake's state between requests, e.g. expires every
+    session right after a request, so a test can make the world change in the middle of a listing.
+    """
+
+    base_url: str = ""
+    after_request: list[Callable[[Any, Request], None]]
+    faults: Faults
+
+    def inject(
+        self,
+        status: int,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        times: int | None = 1,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+    ) -> Fault:
+        """Answer the next `times` matching requests with `status` instead (the system's own page when no `body`)."""
+        return self.faults.inject(status, path=path, method=method, times=times, headers=headers, body=body)
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.handle(request)
+        for hook in list(self.after_request):
+            hook(self, request)
+        return response(environ, start_response)
 
 
 class _QuietKeepAliveHandler(WSGIRequestHandler):

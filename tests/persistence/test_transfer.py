@@ -137,7 +137,9 @@ def test_the_commands(tmp_path: Path, source: PersistenceService) -> None:
     result = runner.invoke(main, ["--config", str(config), "import", "--from", str(source.data_path), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["written"] == 35
-    result = runner.invoke(main, ["--config", str(config), "export", "--to", str(tmp_path / "out"), "--system", "memory"])
+    result = runner.invoke(
+        main, ["--config", str(config), "export", "--to", str(tmp_path / "out"), "--system", "memory"]
+    )
     assert result.exit_code == 0 and "exported 30 ticket(s)" in result.output
     (tmp_path / "out" / "tickets" / "memory_T9.txt.meta.yaml").unlink()
     result = runner.invoke(main, ["--config", str(config), "import", "--from", str(tmp_path / "out")])

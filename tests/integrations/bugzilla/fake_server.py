@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +30,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.serving import RunningFake, serve
+from tests.fakes.faults import Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 
 ADMIN_KEY = "fake-bugzilla-admin-key-0123456789abcdef"
 DEV_KEY = "fake-bugzilla-dev-key-0123456789abcdef"
@@ -136,19 +137,6 @@ class FakeBug:
 
 
 @dataclass
-class Fault:
-    status: int
-    path: re.Pattern[str] | None
-    method: str | None
-    times: int | None
-    headers: dict[str, str]
-    body: Any
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (self.path is None or bool(self.path.search(path)))
-
-
-@dataclass
 class SeenRequest:
     method: str
     path: str
@@ -157,7 +145,7 @@ class SeenRequest:
     user: str | None  # the login the request was served as (None: anonymous)
 
 
-class FakeBugzilla:
+class FakeBugzilla(FakeApp):
     """The server's state (users, products, bugs, comments) and its REST API as a WSGI app."""
 
     def __init__(
@@ -179,7 +167,13 @@ class FakeBugzilla:
         self.bugs: dict[int, FakeBug] = {}
         self.next_bug_id = 1
         self.next_comment_id = 1
-        self.faults: list[Fault] = []
+        self.faults = Faults(
+            {
+                429: "<html><body><h1>Too Many Requests</h1></body></html>",
+                503: "<html><body><h1>Service Unavailable</h1></body></html>",
+                500: "<html><body><h1>Internal Server Error</h1></body></html>",
+            }
+        )
         self.requests: list[SeenRequest] = []
         self.after_request: list[Callable[[FakeBugzilla, Request], None]] = []
         self.add_user("admin@example.com", "Probe Admin", ADMIN_KEY, groups={"admin", "editbugs", "canconfirm"})
@@ -297,34 +291,6 @@ class FakeBugzilla:
                 self.add_comment(bug_id, f"Comment {number + 1} on bug {bug_id}", at=at + timedelta(seconds=number + 1))
             ids.append(bug_id)
         return ids
-
-    def inject(
-        self,
-        status: int,
-        *,
-        path: str | None = None,
-        method: str | None = None,
-        times: int | None = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> Fault:
-        """Answer the next matching request(s) with `status` instead. A 429 defaults to bmo's HTML page."""
-        default_bodies = {
-            429: "<html><body><h1>Too Many Requests</h1></body></html>",
-            503: "<html><body><h1>Service Unavailable</h1></body></html>",
-            500: "<html><body><h1>Internal Server Error</h1></body></html>",
-        }
-        fault = Fault(
-            status,
-            re.compile(path) if path else None,
-            method,
-            times,
-            dict(headers or {}),
-            body if body is not None else default_bodies.get(status),
-        )
-        with self.lock:
-            self.faults.append(fault)
-        return fault
 
     def request_count(self, path_pattern: str = "") -> int:
         with self.lock:
@@ -552,20 +518,8 @@ class FakeBugzilla:
             ]
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
-
     def handle(self, request: Request) -> Response:
-        with self.lock:
-            fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
-            if fault is not None and fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
+        fault = self.faults.take(request.method, request.path)
         try:
             body = self._body(request) if request.method in ("POST", "PUT") else {}
             user = self._authenticate(request, body)

@@ -10,22 +10,24 @@ Use it three ways:
   and change state through ``server.fake`` (``update_issue``, ``add_comment``, ``delete_issue``, ``inject``);
 * standalone: ``python -m tests.integrations.jira.fake_server --port 8089 --issues 1000 --deployment cloud`` prints
   ``JIRA_URL=...`` and serves until interrupted;
-* from another process: the admin endpoints under ``/_fake/`` (stats, issues, comments, faults, webhooks).
+* from another process: the admin endpoints under ``/_fake/`` (stats, issues, comments, faults, webhooks, lag).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import hashlib
 import hmac
 import json
+import random
 import re
 import signal
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +37,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.serving import RunningFake, serve
+from tests.fakes.faults import Fault, Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 from tests.integrations.jira import _jql
 
 DEPLOYMENTS = ("cloud", "datacenter")
@@ -159,23 +162,6 @@ class FakeIssue:
         return int(self.key.rsplit("-", 1)[1])
 
 
-@dataclass
-class Fault:
-    """An answer the fake gives instead of the real one, `times` times (None: until cleared)."""
-
-    status: int
-    path: re.Pattern[str] | None = None
-    method: str | None = None
-    times: int | None = 1
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method) and (
-            self.path is None or bool(self.path.search(path))
-        )
-
-
 def _ms(value: datetime) -> datetime:
     """Jira keeps milliseconds."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
@@ -236,7 +222,7 @@ class JiraRequestError(Exception):
 
 
 # -- the fake ----------------------------------------------------------------------------------------
-class FakeJira(_jql.FieldAccess):
+class FakeJira(FakeApp, _jql.FieldAccess):
     """The state and the WSGI app. Every public method is safe to call from tests while serving."""
 
     def __init__(
@@ -272,7 +258,13 @@ class FakeJira(_jql.FieldAccess):
         self.issues: dict[str, FakeIssue] = {}
         self.deleted: dict[str, FakeIssue] = {}
         self.moved: dict[str, str] = {}  # old key -> new key (Jira keeps old keys resolvable)
-        self.faults: list[Fault] = []
+        self.faults = Faults(
+            {
+                429: {"errorMessages": ["Rate limit exceeded."]},
+                503: "Service Unavailable",
+                500: {"errorMessages": ["Internal server error"]},
+            }
+        )
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeJira, Request], None]] = []
         self.lock = threading.RLock()
@@ -280,6 +272,11 @@ class FakeJira(_jql.FieldAccess):
         self._next_comment_id = 100000
         self._project_counters: dict[str, int] = {}
         self._last_change = datetime.min.replace(tzinfo=UTC)
+        # A lagging read replica (Jira Cloud reads are eventually consistent): with this probability an
+        # issue GET answers the issue as it was before its last admin update (see `lag_reads`).
+        self.stale_probability = 0.0
+        self.previous: dict[str, FakeIssue] = {}
+        self._stale_rng = random.Random(0)
         self.url_map = self._routes()
 
     # -- state: reading ----------------------------------------------------------------------------
@@ -374,10 +371,17 @@ class FakeJira(_jql.FieldAccess):
             self.issues[key] = issue
             return key
 
+    def lag_reads(self, probability: float, seed: int = 0) -> None:
+        """From now on, an issue GET serves the issue's previous version with `probability` (0: never)."""
+        with self.lock:
+            self.stale_probability = probability
+            self._stale_rng = random.Random(seed)
+
     def update_issue(self, key: str, **changes: Any) -> None:
         """Change fields as a user would (summary, description, status name, assignee handle, labels, ...)."""
         with self.lock:
             issue = self.issue(key)
+            self.previous[issue.key] = copy.deepcopy(issue)
             for name, value in changes.items():
                 if name == "status":
                     issue.status = self._status_id(value)
@@ -450,37 +454,8 @@ class FakeJira(_jql.FieldAccess):
             issue.updated = self._touch()
             return issue.key
 
-    def inject(
-        self,
-        status: int,
-        *,
-        path: str | None = None,
-        method: str | None = None,
-        times: int | None = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> Fault:
-        """Answer the next matching request(s) with `status` instead (429, 503, 400, ...)."""
-        default_bodies = {
-            429: {"errorMessages": ["Rate limit exceeded."]},
-            503: "Service Unavailable",
-            500: {"errorMessages": ["Internal server error"]},
-        }
-        fault = Fault(
-            status,
-            re.compile(path) if path else None,
-            method,
-            times,
-            dict(headers or {}),
-            body if body is not None else default_bodies.get(status),
-        )
-        with self.lock:
-            self.faults.append(fault)
-        return fault
-
     def clear_faults(self) -> None:
-        with self.lock:
-            self.faults.clear()
+        self.faults.clear()
 
     def seed(
         self,
@@ -889,26 +864,16 @@ class FakeJira(_jql.FieldAccess):
                 Rule("/_fake/issues/<key>/comments", endpoint="admin_comments", methods=["POST"]),
                 Rule("/_fake/faults", endpoint="admin_faults", methods=["POST", "DELETE"]),
                 Rule("/_fake/webhooks", endpoint="admin_webhooks", methods=["POST"]),
+                Rule("/_fake/lag", endpoint="admin_lag", methods=["POST"]),
             ]
         )
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
         is_admin = request.path.startswith("/_fake/")
         if not is_admin:
             with self.lock:
                 self.requests.append((request.method, request.path, request.query_string.decode()))
-                fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
-                if fault is not None and fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self.faults.remove(fault)
+            fault = self.faults.take(request.method, request.path)
             if fault is not None:
                 return self._fault_response(fault)
             if not self._authenticated(request) and self.refused_as_anonymous:
@@ -1001,6 +966,9 @@ class FakeJira(_jql.FieldAccess):
             issue = self._find(key)
             if request.method == "GET":
                 wanted = self._wanted_fields(request.args.get("fields"), list(NAVIGABLE_FIELDS))
+                if self.stale_probability and issue.key in self.previous:
+                    if self._stale_rng.random() < self.stale_probability:
+                        issue = self.previous[issue.key]
                 return self._json(200, self._issue_json(issue, version, wanted))
             if request.method == "DELETE":
                 self.delete_issue(issue.key)
@@ -1358,6 +1326,11 @@ class FakeJira(_jql.FieldAccess):
             body=body.get("body"),
         )
         return self._json(201, {})
+
+    def _on_admin_lag(self, request: Request) -> Response:
+        body = self._body(request)
+        self.lag_reads(float(body.get("probability", 0.0)), int(body.get("seed", 0)))
+        return self._json(204, None)
 
     def _on_admin_webhooks(self, request: Request) -> Response:
         body = self._body(request)

@@ -42,7 +42,7 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,7 +51,8 @@ from xml.sax.saxutils import escape
 
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.serving import RunningFake, serve
+from tests.fakes.faults import Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 from tests.integrations.salesforce import fake_soql
 from tests.integrations.salesforce.fake_soql import SoqlError
 
@@ -130,16 +131,6 @@ class FakeCase:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Fault:
-    status: int
-    path: re.Pattern[str] | None = None
-    method: str | None = None
-    times: int | None = 1
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class FakeError(Exception):
     """An answer with Salesforce's error body `[{"message", "errorCode", "fields"}]`."""
 
@@ -158,7 +149,7 @@ class _Cursor:
     batch_size: int = 2000
 
 
-class FakeSalesforce:
+class FakeSalesforce(FakeApp):
     """State and WSGI app; public methods are safe to call from tests while serving."""
 
     def __init__(
@@ -187,7 +178,7 @@ class FakeSalesforce:
         self.clients = {CLIENT_ID: CLIENT_SECRET}
         self.refresh_tokens = {REFRESH_TOKEN}
         self.tokens_issued = 0
-        self.faults: list[Fault] = []
+        self.faults = Faults()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeSalesforce, Request], None]] = []
         self.lock = threading.RLock()
@@ -291,15 +282,6 @@ class FakeSalesforce:
         """Every issued session stops working (as after the org's session timeout)."""
         with self.lock:
             self.sessions.clear()
-
-    def inject(
-        self, status: int, *, path: str | None = None, method: str | None = None, times: int | None = 1,
-        body: Any = None, headers: dict[str, str] | None = None,
-    ) -> Fault:  # fmt: skip
-        fault = Fault(status, re.compile(path) if path else None, method, times, body, dict(headers or {}))
-        with self.lock:
-            self.faults.append(fault)
-        return fault
 
     def seed(
         self,
@@ -578,13 +560,6 @@ class FakeSalesforce:
         return self._page(locator, cursor)
 
     # -- HTTP -------------------------------------------------------------------------------------
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
-
     @staticmethod
     def error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
         body: list[dict[str, Any]] = [{"message": message, "errorCode": code}]
@@ -603,17 +578,11 @@ class FakeSalesforce:
         path = request.path
         with self.lock:
             self.requests.append((request.method, path, request.query_string.decode("latin-1")))
-            for fault in list(self.faults):
-                if (fault.method is None or fault.method == request.method) and (
-                    fault.path is None or fault.path.search(path)
-                ):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self.faults.remove(fault)
-                    body = fault.body
-                    text = body if isinstance(body, str) else json.dumps(body) if body is not None else ""
-                    return Response(text, status=fault.status, headers=fault.headers, content_type="application/json")
+        fault = self.faults.take(request.method, path)
+        if fault is not None:
+            body = fault.body
+            text = body if isinstance(body, str) else json.dumps(body) if body is not None else ""
+            return Response(text, status=fault.status, headers=fault.headers, content_type="application/json")
         uri = request.full_path.rstrip("?") if request.query_string else path
         header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
         if len(uri) > MAX_URI_AND_HEADERS:
