@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rq.job import Job
 
+from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
@@ -203,3 +205,25 @@ def test_concurrency_needs_the_long_lived_horse(tmp_path: Path, redis_url: str) 
     for flag in ("--fork", "--no-fork"):
         result = cli(config, "worker", "--burst", "--concurrency", "2", flag)
         assert result.returncode == 2 and "--concurrency" in result.stderr, result.stderr
+
+
+def test_each_thread_gets_its_own_integrations_over_the_shared_memory_store(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url, memory={"store_path": None, "store": "shared-by-threads"})
+    runtime = runtime_for(config)
+    main = runtime.integration("memory")
+    runtime.integrations_per_thread()
+    seen: list[object] = []
+
+    def in_thread() -> None:
+        seen.extend([runtime.integration("memory"), runtime.integration("memory")])
+
+    threads = [threading.Thread(target=in_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, again, second, _ = seen
+    assert first is again and first is not second and main not in seen  # one per thread, kept across calls
+    assert isinstance(main, InMemoryTickets) and isinstance(first, InMemoryTickets)
+    ticket_id = main.backend.create(TicketData(title="seen by every thread"))
+    assert first.fetch(ticket_id).data.title == "seen by every thread"
