@@ -91,7 +91,7 @@ def _noop_rate(redis_url: str, jobs: int, worker_class: type[Worker] | type[Simp
     connection = redis.Redis.from_url(redis_url)
     queue = Queue(NOOP_QUEUE, connection=connection)
     for start in range(0, jobs, 500):
-        queue.enqueue_many([Queue.prepare_data(noop, result_ttl=60) for _ in range(start, min(jobs, start + 500))])
+        queue.enqueue_many([Queue.prepare_data(noop, result_ttl=3600) for _ in range(start, min(jobs, start + 500))])
 
     def drain() -> None:
         child = redis.Redis.from_url(redis_url)
