@@ -190,8 +190,9 @@ def test_concurrency_runs_jobs_at_once_and_a_webhook_during_a_run_gives_one_reru
     submissions = [runtime.coalescer.submit("memory", busy).outcome.value for _ in range(3)]
     assert submissions == ["rerun_scheduled", "coalesced", "coalesced"]
 
-    wait_for(lambda: "changed while running" in stored(runtime, busy), 30, what="the re-run")
+    wait_for(lambda: "changed while running" in stored(runtime, busy), 30, what="the change stored")
     wait_for(lambda: all(stored(runtime, t) for t in ids), 30, what="every ticket")
+    wait_for(lambda: runtime.coalescer.state("memory", busy) == {}, 30, what="the re-run to end")
     assert upstream.fetch_count(busy) == 2  # the run and exactly one re-run
     spans = []
     for job_id in job_ids:
@@ -200,7 +201,6 @@ def test_concurrency_runs_jobs_at_once_and_a_webhook_during_a_run_gives_one_reru
         spans.append((job.started_at, job.ended_at))
     latest_start, earliest_end = max(s for s, _ in spans), min(e for _, e in spans)
     assert latest_start < earliest_end  # all four ran at the same time in one worker
-    wait_for(lambda: runtime.coalescer.state("memory", busy) == {}, 10, what="the state to clear")
 
 
 def test_concurrency_needs_the_long_lived_horse(tmp_path: Path, redis_url: str) -> None:
