@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import CredentialsRefused
 from data_manager.collectors.tickets.group_commit import GroupCommitter
@@ -163,7 +163,7 @@ class Dispatcher(Protocol):
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         summary: ResyncSummary,
         progress: Progress | None,
@@ -182,7 +182,7 @@ def _dedupe(refs: Iterable[TicketRef]) -> list[TicketRef]:
 
 def plan_resync(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,
@@ -311,7 +311,7 @@ class InlineDispatcher:
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         summary: ResyncSummary,
         progress: Progress | None,
@@ -332,7 +332,7 @@ class InlineDispatcher:
             )
 
     def snapshot_sink(
-        self, integration: TicketIntegration, persistence: PersistenceService, summary: ResyncSummary
+        self, integration: TicketIntegration, persistence: TicketStore, summary: ResyncSummary
     ) -> SnapshotSink:
         """Stores the listing's complete tickets as they stream, `concurrency` at a time, a few in flight."""
 
@@ -371,7 +371,7 @@ class InlineDispatcher:
 
 def settle_candidates(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     plan: ResyncPlan,
     summary: ResyncSummary,
     *,
@@ -394,7 +394,7 @@ def _mode(full: bool, since_used: datetime | None) -> str:
 
 def resync_system(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,
