@@ -192,7 +192,7 @@ def rows(
             best["postgres", "unchanged"],
             best["file", "unchanged"],
             ratio(best["postgres", "unchanged"], best["file", "unchanged"]),
-            ">= 0.3",
+            ">= 0.2",
         ),
         Row(
             f"postgres full resync of {resync_tickets} (s, lower is better)",

@@ -1,5 +1,8 @@
 """One bounded connection pool per process, opened on first use: safe across RQ's fork per job.
 
+Connections are not checked before each use (that would double the round trips of every read): one
+broken by a server restart fails its statement, which the job retries, and the pool replaces it.
+
 A work horse forked from the worker inherits the worker's pool object, whose connections are the
 parent's sockets and whose threads did not survive the fork. The child never touches them (not even
 to close them: libpq's goodbye would end the parent's session) and opens its own pool instead.
@@ -63,9 +66,9 @@ class ProcessPool:
                     self._url,
                     min_size=self.settings.min_size,
                     max_size=self.settings.max_size,
-                    kwargs=self.connect_kwargs(),
+                    # Autocommit: a read is one round trip; writes open `conn.transaction()` themselves.
+                    kwargs={**self.connect_kwargs(), "autocommit": True},
                     timeout=self.settings.wait_seconds,
-                    check=ConnectionPool.check_connection,
                     name=f"tickets-{pid}",
                     open=True,
                 )

@@ -214,7 +214,6 @@ class PostgresPersistence:
                 "WHERE hash = ANY(%s)",
                 ([r.hash for r in rows],),
             ).fetchall()
-        conn.commit()
         stored = {r["hash"]: r for r in found}
         settled: dict[int, UpsertOutcome] = {}
         for i, row in enumerate(rows):
