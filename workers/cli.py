@@ -1,4 +1,4 @@
-"""`tickets`: resync, worker, status, changes, failed list|requeue|purge, check-config (one console script).
+"""`tickets`: resync, worker, status, changes, export, import, failed list|requeue|purge, check-config.
 
 `--config PATH` (or TICKETS_CONFIG) picks the config file for every command.
 """
@@ -27,7 +27,7 @@ from data_manager.config import AppConfig, config_path, load_config
 from service.connection import Role, redacted_url
 from service.logs import configure_logging
 from service.runtime import Runtime, build_store
-from workers import feed, ops
+from workers import feed, ops, transfer
 from workers.bulk import enqueue_resync
 from workers.progress import ProgressReporter
 from workers.worker import WorkerMode, run_worker
@@ -498,6 +498,8 @@ def check_config(state: CliState) -> None:
 
 
 main.add_command(feed.changes)
+main.add_command(transfer.export_command)
+main.add_command(transfer.import_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -798,8 +798,18 @@ class PersistenceService:
             )
         return [entry_from_row(row) for row in rows]
 
-    def iter_entries(self, source_type: str | None = None) -> Iterator[CatalogEntry]:
-        yield from self.list_entries(source_type)
+    def iter_entries(self, source_type: str | None = None, *, page: int = 500) -> Iterator[CatalogEntry]:
+        """Every entry (of one system), in hash order, read `page` at a time: memory stays flat for any count."""
+        query = "SELECT * FROM tickets WHERE hash > ?" + (" AND source = ?" if source_type is not None else "")
+        after = ""
+        while True:
+            args: tuple[Any, ...] = (after, source_type) if source_type is not None else (after,)
+            rows = self.catalog.read().execute(query + " ORDER BY hash LIMIT ?", (*args, page)).fetchall()
+            for row in rows:
+                yield entry_from_row(row)
+            if len(rows) < page:
+                return
+            after = rows[-1]["hash"]
 
     def ticket_ids(self, source_type: str) -> set[str]:
         rows = self.catalog.read().execute("SELECT ticket_id FROM tickets WHERE source = ?", (source_type,)).fetchall()
