@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -275,6 +276,10 @@ class FakeJira(_jql.FieldAccess):
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeJira, Request], None]] = []
+        self.latency = 0.0  # seconds every API request takes, like a remote server (lets concurrency show)
+        self.in_flight = 0
+        # Per API request, in order of arrival: (requests in flight when it arrived, itself included; its status).
+        self.arrivals: list[list[int]] = []
         self.lock = threading.RLock()
         self._next_issue_id = 10000
         self._next_comment_id = 100000
@@ -894,7 +899,21 @@ class FakeJira(_jql.FieldAccess):
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
         request = Request(environ)
-        response = self.handle(request)
+        if request.path.startswith("/_fake/"):
+            response = self.handle(request)
+        else:
+            with self.lock:
+                self.in_flight += 1
+                arrival = [self.in_flight, 0]
+                self.arrivals.append(arrival)
+            try:
+                if self.latency:
+                    time.sleep(self.latency)
+                response = self.handle(request)
+                arrival[1] = response.status_code
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
         for hook in list(self.after_request):
             hook(self, request)
         return response(environ, start_response)
