@@ -34,10 +34,10 @@ from typing import Any
 
 from bench.table import Row, format_table, ratio
 from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.tickets import resync as resync_module
 from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import InMemoryBackend
 from data_manager.collectors.tickets.model import Comment, TicketData
-from data_manager.collectors.tickets import resync as resync_module
 from data_manager.collectors.tickets.resync import resync_system
 
 PAGE = os.sysconf("SC_PAGE_SIZE")

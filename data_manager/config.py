@@ -24,6 +24,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import (
     IntegrationSettings,
+    SharedResources,
     TicketIntegration,
     first_config_error,
     integration_class,
@@ -145,14 +146,18 @@ class AppConfig:
             (name, cfg) for name, cfg in self.sources.items() if isinstance(cfg, IntegrationSettings) and cfg.enabled
         ]
 
-    def build_integrations(self) -> list[TicketIntegration]:
-        """One integration per enabled instance, in config order, from the settings validated at load time."""
+    def build_integrations(self, shared: SharedResources | None = None) -> list[TicketIntegration]:
+        """One integration per enabled instance, in config order, from the settings validated at load time.
+
+        They share `shared` (a new `SharedResources` for this build when None), never anything process-wide.
+        """
+        shared = shared if shared is not None else SharedResources()
         built: list[TicketIntegration] = []
         for name, settings in self.enabled_instances():
             key_path = f"{SOURCES_PATH}.{name}"
             cls = integration_class(self.system_of(name), key_path)
             try:
-                built.append(cls.from_settings(settings, name=name))
+                built.append(cls.from_settings(settings, name=name, shared=shared))
             except ConfigError as exc:
                 for integration in built:
                     integration.close()
@@ -168,7 +173,7 @@ class AppConfig:
         return built
 
     def ticket_backends(self) -> list[tuple[str, TicketIntegration]]:
-        """(name, integration) of every enabled instance: what `Ticket.configure` registers."""
+        """(name, integration) of every enabled instance, freshly built: what `Ticket.configure(config)` registers."""
         return [(integration.name, integration) for integration in self.build_integrations()]
 
     def data_manager(self) -> dict[str, Any]:

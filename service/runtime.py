@@ -4,8 +4,10 @@ The web app, the worker and the `tickets` command each build one `Runtime` with 
 makes the Redis clients (one timeout policy, see `service.connection.Role`), the metrics, the
 coalescer, persistence, the retry policy and the integrations. Nothing else builds them.
 
-RQ forks a work horse per job. Everything here is built once, in the worker before its first fork, and
-inherited by every horse: config, integrations, the Redis client and the persistence service. No
+The worker forks a work horse (one long-lived horse by default, or one per job with `--fork`). Everything
+here is built once, in the worker before its first fork, and inherited by every horse: config, integrations,
+the Redis client and the persistence service. A horse running jobs in several threads gives each thread its
+own integrations (`integrations_per_thread`) and the catalog a connection per thread. No
 connection is shared across a fork: redis-py's pool notices the new process id and opens its own
 connections, and the catalog opens a per-process SQLite connection (while the worker keeps its own
 open, so a horse never has to recover the WAL and the schema is never re-run).
@@ -45,6 +47,7 @@ class Runtime:
         )
         self._given_redis = redis
         self._manager: TicketManager | None = None
+        self._per_thread: threading.local | None = None  # set by `integrations_per_thread`
         self._lock = threading.Lock()
         self._redis: Redis | None = None
         self._persistence: PersistenceService | None = None
@@ -58,10 +61,23 @@ class Runtime:
     # -- integrations --------------------------------------------------------------------------------
     @property
     def manager(self) -> TicketManager:
+        per_thread = self._per_thread
+        if per_thread is not None:
+            manager: TicketManager | None = getattr(per_thread, "manager", None)
+            if manager is None:
+                manager = per_thread.manager = TicketManager(self.config)
+            return manager
         with self._lock:
             if self._manager is None:
                 self._manager = TicketManager(self.config)
             return self._manager
+
+    def integrations_per_thread(self) -> None:
+        """From now on each thread gets its own integrations, so its own HTTP sessions (the threaded worker's
+        jobs: a `requests.Session` is not promised to be thread-safe, and its keep-alive connections stay warm)."""
+        with self._lock:
+            if self._per_thread is None:
+                self._per_thread = threading.local()
 
     def integration(self, system: str) -> TicketIntegration:
         try:

@@ -1,4 +1,4 @@
-"""`tickets`: resync, worker, status, failed list|requeue|purge, check-config (one console script).
+"""`tickets`: resync, worker, status, changes, failed list|requeue|purge, check-config (one console script).
 
 `--config PATH` (or TICKETS_CONFIG) picks the config file for every command.
 """
@@ -25,10 +25,10 @@ from data_manager.config import AppConfig, config_path, load_config
 from service.connection import Role, redacted_url
 from service.logs import configure_logging
 from service.runtime import Runtime
-from workers import ops
+from workers import feed, ops
 from workers.bulk import enqueue_resync
 from workers.progress import ProgressReporter
-from workers.worker import run_worker
+from workers.worker import WorkerMode, run_worker
 
 
 @dataclass
@@ -55,6 +55,11 @@ class CliState:
             except ConfigError as exc:
                 raise click.ClickException(f"config error: {exc}") from None
         return self._runtime
+
+    @property
+    def persistence(self) -> PersistenceService:
+        """The configured store (the commands that read or write only the store need nothing else)."""
+        return self.runtime.persistence
 
 
 def _redis_or_fail(state: CliState) -> Runtime:
@@ -232,7 +237,17 @@ def _resync_lock(runtime: Runtime) -> Any:
 @click.option("--name", help="Worker name (default: random).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 @click.option(
-    "--no-fork", is_flag=True, help="Run jobs in this process (keeps HTTP keep-alive across jobs; no isolation)."
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Jobs at once, in threads of the work horse (the work is I/O).",
+)
+@click.option(
+    "--fork", is_flag=True, help="A fresh work horse per job (RQ's worker): no connection outlives a job; slower."
+)
+@click.option(
+    "--no-fork", is_flag=True, help="Run jobs in the worker's own process (RQ's SimpleWorker): no crash isolation."
 )
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduler (delayed retries need one somewhere).")
 @click.option("--max-jobs", type=click.IntRange(1), help="Exit after this many jobs.")
@@ -242,11 +257,20 @@ def worker(
     queues: tuple[str, ...],
     name: str | None,
     burst: bool,
+    concurrency: int,
+    fork: bool,
     no_fork: bool,
     no_scheduler: bool,
     max_jobs: int | None,
 ) -> None:
-    """Run a worker on the pipeline's queues, with the scheduler."""
+    """Run a worker on the pipeline's queues, with the scheduler.
+
+    By default one long-lived work horse runs the jobs and keeps its connections across them; a job that
+    kills it or overruns its timeout is retried and a fresh horse takes over.
+    """
+    if fork and no_fork:
+        raise click.UsageError("--fork and --no-fork exclude each other")
+    mode = WorkerMode.FORK if fork else WorkerMode.INLINE if no_fork else WorkerMode.HORSE
     runtime = _redis_or_fail(state)
     queue_names = [
         runtime.names.live_queue if q == "live" else runtime.names.bulk_queue if q == "bulk" else q for q in queues
@@ -257,7 +281,8 @@ def worker(
             queues=queue_names or None,
             name=name,
             burst=burst,
-            fork=not no_fork,
+            mode=mode,
+            concurrency=concurrency,
             with_scheduler=not no_scheduler,
             max_jobs=max_jobs,
         )
@@ -446,6 +471,8 @@ def check_config(state: CliState) -> None:
         click.echo(f"WARNING {warning}")
     click.echo("ok" if not warnings else f"ok, with {len(warnings)} warning(s)")
 
+
+main.add_command(feed.changes)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

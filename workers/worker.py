@@ -1,5 +1,9 @@
 """`tickets worker`: an RQ worker on the live and bulk queues (live first), with the scheduler.
 
+Three ways to run jobs (`WorkerMode`): by default one long-lived work horse runs many jobs, `concurrency`
+at a time, and keeps its HTTP and catalog connections (`workers.horse`); `fork` is RQ's own worker, a fresh
+horse per job; `inline` runs jobs in the worker's own process (RQ's SimpleWorker: no crash isolation).
+
 Around RQ's own worker it adds: the runtime built once before forking, a lease proving it alive,
 prompt recovery of jobs a dead worker left behind or a dead worker took and never started (at start
 and every few seconds), retries for jobs whose work horse died, a supervised scheduler, a fresh RQ
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from enum import Enum
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -22,6 +27,7 @@ from data_manager.collectors.housekeeping import remove_orphaned_temp_files, sta
 from service.logs import log_event
 from service.runtime import Runtime
 from workers.abandoned import worker_class_for
+from workers.horse import horse_worker_class
 from workers.jobs import job_class_for
 from workers.periodic import ensure_all_scheduled, housekeeping
 from workers.recovery import Lease, recover_abandoned, recover_lost_in_transit
@@ -30,9 +36,24 @@ log = logging.getLogger("tickets.worker")
 TEMP_SWEEP_SECONDS = 300  # how often a worker removes crash-orphaned temp files from the data directory
 
 
+class WorkerMode(str, Enum):
+    HORSE = "horse"  # one long-lived work horse, many jobs, `concurrency` threads (the default)
+    FORK = "fork"  # RQ's forking worker: a fresh work horse per job
+    INLINE = "inline"  # RQ's SimpleWorker: jobs in the worker's own process, no crash isolation
+
+
 def build_worker(
-    runtime: Runtime, queues: Sequence[str] | None = None, *, name: str | None = None, fork: bool = True
+    runtime: Runtime,
+    queues: Sequence[str] | None = None,
+    *,
+    name: str | None = None,
+    mode: WorkerMode = WorkerMode.HORSE,
+    concurrency: int = 1,
 ) -> BaseWorker:
+    if concurrency < 1:
+        raise ValueError("--concurrency must be at least 1")
+    if concurrency > 1 and mode is not WorkerMode.HORSE:
+        raise ValueError(f"--concurrency runs threads in the long-lived work horse; the {mode.value} mode runs one job")
     connection = runtime.connect()
     queue_names = list(queues or runtime.names.queues)
     unknown = [q for q in queue_names if q not in runtime.names.queues]
@@ -40,7 +61,11 @@ def build_worker(
         raise ValueError(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
-    worker_class: type[BaseWorker] = worker_class_for(runtime, fork=fork)
+    worker_class: type[BaseWorker] = (
+        horse_worker_class(runtime, concurrency)
+        if mode is WorkerMode.HORSE
+        else worker_class_for(runtime, fork=mode is WorkerMode.FORK)
+    )
     return worker_class(
         [Queue(q, connection=connection) for q in queue_names],
         connection=connection,
@@ -55,7 +80,8 @@ def run_worker(
     queues: Sequence[str] | None = None,
     name: str | None = None,
     burst: bool = False,
-    fork: bool = True,
+    mode: WorkerMode = WorkerMode.HORSE,
+    concurrency: int = 1,
     with_scheduler: bool = True,
     max_jobs: int | None = None,
     logging_level: str = "INFO",
@@ -64,7 +90,7 @@ def run_worker(
     startup_check(runtime.persistence)  # crash leftovers: old temp files, catalog rows out of step with files
     tickets_dir = runtime.persistence.tickets_dir
     last_sweep = time.monotonic()
-    worker = build_worker(runtime, queues, name=name, fork=fork)
+    worker = build_worker(runtime, queues, name=name, mode=mode, concurrency=concurrency)
     settings, names = runtime.settings, runtime.names
 
     maintenance = runtime.connect()
@@ -104,7 +130,8 @@ def run_worker(
                 worker=worker.name,
                 queues=",".join(q.name for q in worker.queues),
                 scheduler=with_scheduler,
-                fork=fork,
+                mode=mode.value,
+                concurrency=concurrency,
             )
             return bool(
                 worker.work(burst=burst, with_scheduler=with_scheduler, max_jobs=max_jobs, logging_level=logging_level)
@@ -127,7 +154,9 @@ def run_worker(
                 scheduler.release_locks()
             except RedisError:
                 pass
-        worker = build_worker(runtime, queues, name=f"{name}-{attempt}" if name else None, fork=fork)
+        worker = build_worker(
+            runtime, queues, name=f"{name}-{attempt}" if name else None, mode=mode, concurrency=concurrency
+        )
 
 
 def _abandon(worker: BaseWorker) -> None:

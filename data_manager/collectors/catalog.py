@@ -21,10 +21,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-_SCHEMA = (
+from data_manager.collectors.changes import Change, ChangeKind
+
+# Each version's statements bring a catalog at the version before it up to that version, in place;
+# version 0 is an empty database (or one from before versions, whose tables the IF NOT EXISTS keep).
+_VERSION_1 = (
     """CREATE TABLE IF NOT EXISTS tickets (
     hash            TEXT PRIMARY KEY,
     source          TEXT NOT NULL,
@@ -64,6 +68,19 @@ _SCHEMA = (
     summary     TEXT NOT NULL          -- JSON
 )""",
 )
+_VERSION_2 = (
+    # The change feed: every write and removal gets the next seq in the transaction that commits it.
+    """CREATE TABLE IF NOT EXISTS changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused, so a reader's "after" stays valid
+    source      TEXT NOT NULL,
+    ticket_id   TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    kind        TEXT NOT NULL,         -- written | removed
+    changed_at  TEXT NOT NULL          -- ISO-8601 UTC
+)""",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 WAL_LIMIT_BYTES = 1024 * 1024  # checkpoint (TRUNCATE) after a commit that leaves the WAL larger
 CHECKPOINT_BUSY_MS = 250  # a checkpoint that would wait longer for other writers is left to the next commit
@@ -184,15 +201,20 @@ class Catalog:
 
 
 def _ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the schema once per database; a connection to a current database only reads a header."""
+    """Create or upgrade the schema once per database; a connection to a current database only reads a header.
+
+    The versions a catalog lacks run in order in one transaction, so a crash mid-upgrade leaves the old version.
+    """
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     conn.execute("PRAGMA journal_mode=WAL")  # persistent in the database file; not allowed inside a transaction
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:  # another process may have won
-            for statement in _SCHEMA:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have upgraded it
+        for statements in MIGRATIONS[version:]:
+            for statement in statements:
                 conn.execute(statement)
+        if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -202,3 +224,17 @@ def _ensure_schema(conn: sqlite3.Connection) -> None:
 
 def entry_from_row(row: sqlite3.Row) -> CatalogEntry:
     return CatalogEntry(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - iterating a Row yields values
+
+
+def record_change(conn: sqlite3.Connection, source: str, ticket_id: str, hash_: str, kind: ChangeKind) -> None:
+    """Give a write or removal the next change-feed seq; call it inside the transaction that commits the change."""
+    conn.execute(
+        "INSERT INTO changes (source, ticket_id, hash, kind, changed_at) VALUES (?, ?, ?, ?, ?)",
+        (source, ticket_id, hash_, kind.value, datetime.now(UTC).isoformat()),
+    )
+
+
+def change_from_row(row: sqlite3.Row) -> Change:
+    return Change(
+        seq=row["seq"], system=row["source"], ticket_id=row["ticket_id"], hash=row["hash"], kind=ChangeKind(row["kind"])
+    )

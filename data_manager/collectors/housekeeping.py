@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from data_manager.collectors.catalog import record_change
+from data_manager.collectors.changes import ChangeKind
 from data_manager.collectors.persistence import PersistenceService, metadata_digest_of
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import resource_hash
@@ -104,6 +106,7 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
             path = files.get(hash_)
             if path is None:
                 conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
+                record_change(conn, row["source"], row["ticket_id"], hash_, ChangeKind.REMOVED)
                 report.rows_removed.append(hash_)
                 continue
             meta_path = persistence.metadata_path(hash_)
@@ -123,6 +126,7 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
                    written_at = ? WHERE hash = ?""",
                 (content_digest, metadata_digest, updated_at, updated_ts, _mtime_iso(path), hash_),
             )
+            record_change(conn, row["source"], row["ticket_id"], hash_, ChangeKind.WRITTEN)  # indexers re-read it
             report.rows_updated.append(hash_)
         for hash_, path in files.items():
             if hash_ in rows:
@@ -135,7 +139,7 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
                 continue
             meta_path = persistence.metadata_path(hash_)
             updated_at, updated_ts = _updated(headers)
-            conn.execute(
+            added = conn.execute(
                 """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
                                         metadata_digest, written_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
@@ -149,8 +153,10 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
                     metadata_digest_of(meta_path.read_text(encoding="utf-8") if meta_path.exists() else ""),
                     _mtime_iso(path),
                 ),
-            )
-            report.rows_added.append(hash_)
+            ).rowcount
+            if added:
+                record_change(conn, source, ticket_id, hash_, ChangeKind.WRITTEN)
+                report.rows_added.append(hash_)
     if report.changed or report.unknown_files:
         log.warning(
             "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed; unknown files: %s",

@@ -10,7 +10,7 @@ import yaml
 
 from data_manager.collectors.persistence import PersistenceError, PersistenceService
 from data_manager.collectors.tickets import Comment, TicketData, TicketManager, TicketResource
-from data_manager.collectors.tickets.integrations.memory import named_store
+from tests.integrations.memory import store_of
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -92,12 +92,12 @@ def test_two_ids_that_normalise_alike_never_overwrite_each_other(store: Persiste
 def test_comments_are_concatenated_in_chronological_order(store: PersistenceService) -> None:
     """seed 000 line 148: "Comments concatenated in chronological order", whatever order they were added in
     upstream (checked on the stored ticket after `TicketManager.collect`)."""
-    backend = named_store("default")
+    manager = TicketManager({"sources": {"tickets": {"memory": {"enabled": True}}}})
+    backend = store_of(manager)  # the manager owns its in-memory store (nothing process-wide, issue #9)
     ticket_id = backend.create(TicketData(title="Printer jam", description="tray 2"))
     backend.add_comment(ticket_id, Comment("carol", "third", T0 + timedelta(hours=3)))
     backend.add_comment(ticket_id, Comment("ann", "first", T0 + timedelta(hours=1)))
     backend.add_comment(ticket_id, Comment("bob", "second", T0 + timedelta(hours=2)))
-    manager = TicketManager({"sources": {"tickets": {"memory": {"enabled": True}}}})
     manager.collect(store)
     content = store.get("memory", ticket_id).content  # type: ignore[union-attr]
     positions = [content.index(text) for text in ("\nfirst\n", "\nsecond\n", "\nthird\n")]
@@ -111,9 +111,9 @@ def test_missing_fields_default_to_none_or_empty(store: PersistenceService) -> N
     those fields empty, never the text "None"."""
     resource = TicketResource("1", "x", "memory")
     assert resource.created_at is None and resource.metadata == {}
-    backend = named_store("default")
-    ticket_id = backend.create(TicketData(title="Bare"))
-    TicketManager({"sources": {"tickets": {"memory": {"enabled": True}}}}).collect(store)
+    manager = TicketManager({"sources": {"tickets": {"memory": {"enabled": True}}}})
+    ticket_id = store_of(manager).create(TicketData(title="Bare"))
+    manager.collect(store)
     stored = store.get("memory", ticket_id)
     assert stored is not None
     assert "None" not in stored.content

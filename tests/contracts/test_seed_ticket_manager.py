@@ -22,10 +22,11 @@ from data_manager.collectors.tickets import (
 )
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import TicketIntegration
-from data_manager.collectors.tickets.integrations.memory import InMemoryTickets, named_store
+from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.config import load_config
 from tests.contracts.seed import SPEC, accepts, seed_lines
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, RunningFakeJira, start_fake_jira
+from tests.integrations.memory import store_of
 
 # seed 000 lines 130-143: the configuration example, exactly as printed.
 CONFIG_EXAMPLE = seed_lines(SPEC, 131, 142, starts_with="data_manager:")
@@ -135,12 +136,13 @@ def test_collect_iterates_all_integrations_and_persists_each_ticket_as_a_ticket_
     """seed 000 lines 51-55: "Collect tickets from all configured integrations." "ENSURES: Iterates all
     integrations" "ENSURES: Persists each ticket as `TicketResource`": every ticket of every enabled system is stored
     under `TicketResource.get_filename()` with the resource's metadata beside it."""
-    backend = named_store("default")
+    manager = TicketManager(memory_and_jira_config(fake_jira.url))
+    backend = store_of(manager)  # the manager owns its in-memory store (nothing process-wide, issue #9)
     memory_ids = [backend.create(TicketData(title=f"memory {n}", description="d")) for n in range(3)]
     jira_keys = [fake_jira.fake.add_issue(f"jira {n}") for n in range(2)]
     persistence = PersistenceService(tmp_path / "data", fsync=False)
 
-    TicketManager(memory_and_jira_config(fake_jira.url)).collect(persistence)  # the seed's use: result ignored
+    manager.collect(persistence)  # the seed's use: result ignored
 
     expected = [("memory", tid) for tid in memory_ids] + [("jira", key) for key in jira_keys]
     stored = sorted(p.name for p in persistence.tickets_dir.iterdir())

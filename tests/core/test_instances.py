@@ -12,8 +12,9 @@ from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets import Ticket, TicketData, TicketManager
 from data_manager.collectors.tickets.errors import ConfigError, NoBackendError
 from data_manager.collectors.tickets.integration import known_systems
-from data_manager.collectors.tickets.integrations.memory import InMemorySettings, InMemoryTickets, named_store
+from data_manager.collectors.tickets.integrations.memory import InMemorySettings, InMemoryTickets
 from data_manager.config import parse_config
+from tests.integrations.memory import store_of
 
 INTEGRATIONS = "data_manager.collectors.tickets.integrations"
 
@@ -108,11 +109,11 @@ def test_manager_holds_a_list_and_looks_instances_up_by_name(tmp_path: Path) -> 
 
 
 def test_two_instances_keep_their_tickets_files_and_cursors_apart(tmp_path: Path) -> None:
-    named_store("first").create(TicketData(title="from the first"))
-    named_store("second").create(TicketData(title="from the second"))
-    named_store("second").create(TicketData(title="also the second"))
-    store = PersistenceService(tmp_path / "data", fsync=False)
     manager = TicketManager(two_memories()["data_manager"])
+    store_of(manager, "memory").create(TicketData(title="from the first"))
+    store_of(manager, "memory_eu").create(TicketData(title="from the second"))
+    store_of(manager, "memory_eu").create(TicketData(title="also the second"))
+    store = PersistenceService(tmp_path / "data", fsync=False)
     result = manager.collect(store)
     assert result.ok and {n: s.written for n, s in result.summaries.items()} == {"memory": 1, "memory_eu": 2}
     assert (store.count("memory"), store.count("memory_eu")) == (1, 2)
@@ -122,7 +123,7 @@ def test_two_instances_keep_their_tickets_files_and_cursors_apart(tmp_path: Path
     assert (tmp_path / "data" / "tickets" / "memory_eu_T000001.txt").exists()
 
     cursors = {name: store.get_cursor(name) for name in ("memory", "memory_eu")}
-    named_store("second").update("T000002", {"title": "changed in the second"})
+    store_of(manager, "memory_eu").update("T000002", {"title": "changed in the second"})
     again = manager.resync(store, systems=["memory_eu"])
     assert list(again.summaries) == ["memory_eu"] and again.summaries["memory_eu"].written == 1
     assert store.get_cursor("memory") == cursors["memory"]  # the other instance's cursor is its own
@@ -139,8 +140,10 @@ def test_ticket_configure_registers_every_enabled_instance_by_name() -> None:
     Ticket.use_backend("memory_eu")
     second_id = Ticket.create(title="written to the second")
     assert Ticket.read(second_id).data.title == "written to the second"
-    assert named_store("first").read(first_id)[0].title == "written to the first"
-    assert named_store("second").read(second_id)[0].title == "written to the second"
+    Ticket.use_backend("memory")
+    assert Ticket.read(first_id).data.title == "written to the first"  # the same id, each instance its own store
+    with pytest.raises(KeyError):
+        Ticket.read("T000002")
     with pytest.raises(KeyError, match="memory_off"):
         Ticket.use_backend("memory_off")
 
@@ -151,3 +154,26 @@ def test_ticket_configure_can_share_a_managers_integrations() -> None:
     Ticket.use_backend("memory_eu")
     assert Ticket.backend() is manager.integration("memory_eu")
     assert isinstance(Ticket.backend(), InMemoryTickets)
+
+
+def test_instances_built_together_share_a_named_store_and_two_managers_share_nothing() -> None:
+    """Issue #9: the stores belong to whoever built the integrations (the manager, hence the runtime), not to
+    the process: two managers from one config keep apart; within one, the same `store` name is one store."""
+    same_store = two_memories(memory_us={"type": "memory", "enabled": True, "store": "second"})["data_manager"]
+    one, other = TicketManager(same_store), TicketManager(same_store)
+    ticket_id = store_of(one, "memory_eu").create(TicketData(title="in the first manager"))
+    assert store_of(one, "memory_us") is store_of(one, "memory_eu")
+    assert store_of(one, "memory_us").read(ticket_id)[0].title == "in the first manager"
+    assert store_of(one, "memory") is not store_of(one, "memory_eu")
+    assert len(store_of(other, "memory_eu")) == 0 and len(store_of(other, "memory")) == 0
+    shared = TicketManager(same_store, shared=one.shared)  # built on purpose over the first one's resources
+    assert store_of(shared, "memory_eu") is store_of(one, "memory_eu")
+
+
+def test_configuring_the_facade_twice_builds_separate_stores() -> None:
+    config = parse_config(two_memories(), env={})
+    Ticket.configure(config)
+    Ticket.create(title="first build")
+    Ticket.configure(config)  # a new build replaces the registered backends, with stores of its own
+    with pytest.raises(KeyError):
+        Ticket.read("T000001")

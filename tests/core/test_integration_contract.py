@@ -19,6 +19,7 @@ from data_manager.collectors.tickets.errors import (
 )
 from data_manager.collectors.tickets.integration import (
     IntegrationSettings,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -42,7 +43,7 @@ class _Reader(TicketIntegration):
         self.tickets = {"R1": "one", "R2": "two"}
 
     @classmethod
-    def from_settings(cls, settings: IntegrationSettings, *, name: str) -> Any:
+    def from_settings(cls, settings: IntegrationSettings, *, name: str, shared: SharedResources | None = None) -> Any:
         integration = cls()
         integration.apply_settings(settings, name=name)
         return integration
@@ -208,3 +209,11 @@ def test_seed_attributes() -> None:
 def test_credentials_refused_is_a_permanent_401() -> None:
     error = CredentialsRefused("Jira refused the credentials")
     assert isinstance(error, PermanentError) and error.status == 401
+
+
+def test_shared_resources_make_each_once_and_refuse_another_kind() -> None:
+    shared = SharedResources()
+    first = shared.get("memory:store:x", list, list)
+    assert shared.get("memory:store:x", list, lambda: ["never made"]) is first and "memory:store:x" in shared
+    with pytest.raises(TypeError, match="'memory:store:x' is a list, not a dict"):
+        shared.get("memory:store:x", dict, dict)

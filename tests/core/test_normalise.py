@@ -129,3 +129,12 @@ def test_normalisation_is_stable_and_keeps_every_comment(title: str, description
         assert text in first
     times = [c.at for c in snap.comments]
     assert times == sorted(times)
+
+
+def test_an_integration_names_the_ticket_else_the_standard_name_else_the_seed_default() -> None:
+    """The display-name hook (`TicketIntegration.display_name`, issue #9): a name the integration gives wins
+    (on one line); None gives `<id>: <title>`; an untitled ticket gets the seed's `{source_type}:{ticket_id}`."""
+    assert normalise("redmine", snapshot(), display_name="Incident\n42").get_metadata().display_name == "Incident 42"
+    assert normalise("redmine", snapshot(), display_name=None).get_metadata().display_name == "42: Disk full"
+    untitled = snapshot(data=TicketData(title=""))
+    assert normalise("redmine", untitled).get_metadata().display_name == "redmine:42"

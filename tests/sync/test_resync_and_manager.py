@@ -8,10 +8,12 @@ import pytest
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets import Comment, TicketData, TicketManager
 from data_manager.collectors.tickets.errors import ConfigError, TransientError
-from data_manager.collectors.tickets.integrations.memory import InMemoryTickets, named_store
+from data_manager.collectors.tickets.integration import TicketSnapshot
+from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import InMemoryBackend
 from data_manager.collectors.tickets.resync import plan_resync, resync_system
 from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
+from tests.integrations.memory import store_of
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -228,10 +230,9 @@ def test_plan_dedupes_repeated_refs(
 
 
 def test_manager_skips_disabled_and_collects_enabled(store: PersistenceService) -> None:
-    shared = named_store("default")
-    for i in range(3):
-        shared.create(TicketData(title=f"t{i}"))
     manager = TicketManager({"sources": {"tickets": {"memory": {"enabled": True, "webhook_secret": "s"}}}})
+    for i in range(3):
+        store_of(manager).create(TicketData(title=f"t{i}"))
     assert manager.systems == ["memory"]
     result = manager.collect(store)
     assert result.ok and result.summaries["memory"].written == 3
@@ -260,3 +261,22 @@ def test_manager_reports_a_failing_system_without_raising(
 def test_manager_config_errors_name_the_key_path() -> None:
     with pytest.raises(ConfigError, match=r"data_manager\.sources\.tickets\.memory\.resync_concurrency"):
         TicketManager({"sources": {"tickets": {"memory": {"enabled": True, "resync_concurrency": -1}}}})
+
+
+class NumberedTickets(InMemoryTickets):
+    def display_name(self, snapshot: TicketSnapshot) -> str | None:
+        return f"Incident {snapshot.ticket_id.removeprefix('T').lstrip('0')}"
+
+
+def test_the_pipeline_stores_the_display_name_the_integration_gives(
+    backend: InMemoryBackend, store: PersistenceService
+) -> None:
+    """The display-name hook is used on every path that stores a ticket: a webhook's sync and a resync."""
+    first = backend.create(TicketData(title="Printer jam"))
+    assert sync_ticket(NumberedTickets(backend), store, first) is SyncOutcome.WRITTEN
+    second = backend.create(TicketData(title="Disk full"))
+    assert resync_system(NumberedTickets(backend), store).ok
+    names = {tid: store.get("memory", tid).metadata["display_name"] for tid in (first, second)}  # type: ignore[union-attr]
+    assert names == {first: "Incident 1", second: "Incident 2"}
+    sync_ticket(InMemoryTickets(backend), store, first)  # the standard name when the integration gives none
+    assert store.get("memory", first).metadata["display_name"] == f"{first}: Printer jam"  # type: ignore[union-attr]

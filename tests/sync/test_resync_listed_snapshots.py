@@ -172,7 +172,16 @@ def test_a_failed_store_is_reported_and_holds_the_cursor(
             raise OSError("disk full")
         return real_upsert(resource, **kwargs)
 
+    real_upsert_many = store.upsert_many
+
+    def failing_batch(items):  # type: ignore[no-untyped-def]
+        items = list(items)
+        if any(resource.ticket_id == ids[1] for resource, _ in items):
+            raise OSError("disk full")  # the group commit then stores the batch's tickets one by one
+        return real_upsert_many(items)
+
     monkeypatch.setattr(store, "upsert", failing)
+    monkeypatch.setattr(store, "upsert_many", failing_batch)
     summary = resync_system(integration, store)
     assert not summary.ok and summary.failed == 1 and summary.written == 2
     assert summary.failures == [{"ticket_id": ids[1], "error": "OSError: disk full"}]

@@ -1,4 +1,4 @@
-"""5,000 jobs through real forking `tickets worker`s on real Redis: the catalog's WAL stays bounded.
+"""5,000 jobs through real forking `tickets worker --fork`s on real Redis: the catalog's WAL stays bounded.
 
 Each RQ work horse is a fresh process that leaves with `os._exit`; before the fix every horse was the
 first to open the catalog, rebuilt the WAL index from the whole WAL and could never reset it, so the
@@ -42,7 +42,7 @@ def test_the_catalog_wal_stays_bounded_over_5000_forking_jobs(tmp_path: Path, re
     started = time.monotonic()
     # Several workers at once: quicker on a shared machine, and their horses write concurrently.
     workers = [
-        start_worker(config, tmp_path, "--burst", "--no-scheduler", "--queue", "live", name=f"worker-{n}")
+        start_worker(config, tmp_path, "--fork", "--burst", "--no-scheduler", "--queue", "live", name=f"worker-{n}")
         for n in range(WORKERS)
     ]
     try:

@@ -16,13 +16,14 @@ import importlib
 import json
 import pkgutil
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 from requests.structures import CaseInsensitiveDict
@@ -105,6 +106,38 @@ class WebhookReply:
     status: int
     body: bytes
     content_type: str
+
+
+_Shared = TypeVar("_Shared")
+
+
+class SharedResources:
+    """What the integrations built together share, owned by whoever builds them (no process-wide registry).
+
+    `TicketManager` (and so `service.runtime.Runtime`, the composition root) owns one and hands it to
+    every `from_settings`; so do `AppConfig.build_integrations` and `Ticket.configure(config)`, one per
+    build. Instances of one build that name the same resource get the same object (two `memory`
+    instances with `store: default` see the same tickets); two managers or runtimes in one process never
+    share state by accident, and tests have nothing to reset.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, kind: type[_Shared], factory: Callable[[], _Shared]) -> _Shared:
+        """The resource called `key`, made by `factory` on first use; a `TypeError` if `key` holds another kind."""
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = factory()
+            item = self._items[key]
+        if not isinstance(item, kind):
+            raise TypeError(f"shared resource {key!r} is a {type(item).__name__}, not a {kind.__name__}")
+        return item
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._items
 
 
 def constant_time_equal(given: str | bytes | None, expected: str | bytes) -> bool:
@@ -301,11 +334,16 @@ class TicketIntegration(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_settings(cls, settings: Any, *, name: str) -> Self:
-        """Build from this system's validated settings (its `config_schema`'s `settings_class`); never re-validate."""
+    def from_settings(cls, settings: Any, *, name: str, shared: SharedResources | None = None) -> Self:
+        """Build from this system's validated settings (its `config_schema`'s `settings_class`); never re-validate.
+
+        `shared`: what the integrations built together share (see `SharedResources`); None: nothing shared.
+        """
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, name: str | None = None) -> Self:
+    def from_config(
+        cls, config: Mapping[str, Any], *, name: str | None = None, shared: SharedResources | None = None
+    ) -> Self:
         """Build from a raw `sources.tickets.<name>` mapping (validated here) or from already-loaded settings."""
         name = name or cls.system
         settings_class = cls.config_schema.settings_class
@@ -314,7 +352,7 @@ class TicketIntegration(abc.ABC):
                 config = cls.config_schema().load({**dict(config), "enabled": True})
             except ValidationError as exc:
                 raise first_config_error(exc.messages, f"{SOURCES_PATH}.{name}") from None
-        return cls.from_settings(config, name=name)
+        return cls.from_settings(config, name=name, shared=shared)
 
     def apply_settings(self, settings: IntegrationSettings, *, name: str) -> None:
         """Take the keys every system accepts, and the instance name."""
@@ -384,6 +422,15 @@ class TicketIntegration(abc.ABC):
     @abc.abstractmethod
     def parse_webhook(self, request: WebhookRequest) -> list[TicketEvent]:
         """The events in an authenticated request; [] for kinds we do not act on. `WebhookPayloadError` if malformed."""
+
+    def display_name(self, snapshot: TicketSnapshot) -> str | None:
+        """The stored ticket's `display_name` (its metadata); None: the standard one.
+
+        The standard one is `<ticket id>: <title>`, or for an untitled ticket the seed's default
+        `{source_type}:{ticket_id}`. A system whose people know its tickets by another number (a Salesforce
+        CaseNumber) names them that way here; the pipeline calls this for every ticket it stores.
+        """
+        return None
 
     def webhook_reply(self, events: list[TicketEvent]) -> WebhookReply | None:
         """The answer once every event is safely queued (or ignored); None: the standard JSON 202/200."""

@@ -73,8 +73,12 @@ def render_content(source_type: str, snapshot: TicketSnapshot) -> str:
     return "\n".join(lines) + "\n"
 
 
-def normalise(source_type: str, snapshot: TicketSnapshot) -> TicketResource:
-    """One ticket, its comments and the system's facts → the resource persistence stores."""
+def normalise(source_type: str, snapshot: TicketSnapshot, *, display_name: str | None = None) -> TicketResource:
+    """One ticket, its comments and the system's facts → the resource persistence stores.
+
+    `display_name`: what the integration calls the ticket (`TicketIntegration.display_name`); None: the
+    standard `<ticket id>: <title>`, and for an untitled ticket none, so the seed's `{source_type}:{ticket_id}`.
+    """
     data = snapshot.data
     metadata: dict[str, Any] = {
         "url": snapshot.url or "",
@@ -88,7 +92,9 @@ def normalise(source_type: str, snapshot: TicketSnapshot) -> TicketResource:
         "comment_count": str(len(snapshot.comments)),
         "format_version": FORMAT_VERSION,
     }
-    if data.title:
+    if display_name and display_name.strip():
+        metadata["display_name"] = _one_line(display_name.strip())
+    elif data.title:
         metadata["display_name"] = f"{snapshot.ticket_id}: {_one_line(data.title)}"
     for key, value in snapshot.extra.items():
         metadata.setdefault(key, value)

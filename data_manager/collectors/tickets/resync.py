@@ -36,14 +36,24 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import CredentialsRefused
+from data_manager.collectors.tickets.group_commit import GroupCommitter
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
 from data_manager.collectors.tickets.read_ahead import read_ahead
-from data_manager.collectors.tickets.sync import SyncOutcome, reconcile_unlisted, store_snapshot, sync_ticket
+from data_manager.collectors.tickets.sync import (
+    Settled,
+    SyncOutcome,
+    reconcile_unlisted,
+    store_snapshot,
+    submit_snapshot,
+    submit_ticket,
+    sync_ticket,
+)
 from data_manager.collectors.tickets.throttle import AdaptiveLimit, adapting_to
 
 log = logging.getLogger(__name__)
@@ -277,34 +287,43 @@ class _TicketRunner:
         self.lock = threading.Lock()
         self.refused = threading.Event()
 
-    def one(self, ticket_id: str, work: Callable[[], SyncOutcome]) -> None:
+    def one(self, ticket_id: str, work: Callable[[], SyncOutcome | None]) -> None:
+        """Run `work`; its outcome is counted now, or later through `settle` when it returns None (group commit)."""
         if self.refused.is_set():
             return
         self.limit.started()
         try:
             outcome = work()
-        except CredentialsRefused as exc:
-            self.refused.set()
-            log.error("resync %s: credentials refused: %s", self.summary.system, exc)
-            with self.lock:
-                self.summary.error = self.summary.error or f"credentials refused: {exc}"
+        except Exception as exc:
+            self.settle(ticket_id, None, exc)
             return
-        except Exception as exc:  # one ticket's failure never stops the others; it is reported
-            log.warning("resync %s %s failed: %s", self.summary.system, ticket_id, exc)
+        self.limit.succeeded()
+        if outcome is not None:
+            self.settle(ticket_id, outcome, None)
+
+    def settle(self, ticket_id: str, outcome: SyncOutcome | None, error: Exception | None) -> None:
+        """Count one ticket's outcome or failure (from any thread)."""
+        if isinstance(error, CredentialsRefused):
+            self.refused.set()
+            log.error("resync %s: credentials refused: %s", self.summary.system, error)
+            with self.lock:
+                self.summary.error = self.summary.error or f"credentials refused: {error}"
+            return
+        if error is not None or outcome is None:  # one ticket's failure never stops the others; it is reported
+            log.warning("resync %s %s failed: %s", self.summary.system, ticket_id, error)
             with self.lock:
                 self.summary.failed += 1
-                self.summary.failures.append({"ticket_id": ticket_id, "error": f"{type(exc).__name__}: {exc}"})
+                self.summary.failures.append({"ticket_id": ticket_id, "error": f"{type(error).__name__}: {error}"})
             if self.progress:
                 self.progress(ticket_id, None)
             return
-        self.limit.succeeded()
         with self.lock:
             self.summary.fetched += 1
             self.summary.count(outcome)
         if self.progress:
             self.progress(ticket_id, outcome)
 
-    def run(self, work: Iterable[tuple[str, Callable[[], SyncOutcome]]]) -> None:
+    def run(self, work: Iterable[tuple[str, Callable[[], SyncOutcome | None]]]) -> None:
         """Run each (ticket id, work); `work` is read ahead by its own thread, so a slow listing overlaps the work."""
         ceiling = self.limit.ceiling
         with ThreadPoolExecutor(max_workers=ceiling, thread_name_prefix=f"resync-{self.summary.system}") as pool:
@@ -328,11 +347,15 @@ class InlineDispatcher:
 
     A ticket the listing brings complete (`TicketRef.snapshot`) is stored as it is; the rest are fetched.
     At most `concurrency` (default: the system's `resync_concurrency`) at once, fewer while the server
-    answers 429/503 (`throttle.AdaptiveLimit`).
+    answers 429/503 (`throttle.AdaptiveLimit`). With `group_commit` (the default) the tickets are stored
+    in batches (`GroupCommitter`: up to 100 per transaction, or what arrived within 0.5 s), and
+    `dispatch` returns only once every batch is durable, so the cursor, advanced after it, never passes
+    an uncommitted ticket.
     """
 
     concurrency: int | None = None
     kind: str = "inline"
+    group_commit: bool = True
 
     def dispatch(
         self,
@@ -343,16 +366,30 @@ class InlineDispatcher:
         summary: ResyncSummary,
         progress: Progress | None,
     ) -> None:
-        def work() -> Iterator[tuple[str, Callable[[], SyncOutcome]]]:
-            for ref in refs:
-                yield ref.ticket_id, _work_on(integration, persistence, ref)
+        runner = _TicketRunner(summary, progress, AdaptiveLimit(self.concurrency or integration.resync_concurrency))
+        if not self.group_commit:
+            run_adapting(
+                integration, runner, ((ref.ticket_id, _sync_now(integration, persistence, ref)) for ref in refs)
+            )
+            return
+        with GroupCommitter(persistence, name=f"commit-{integration.name}") as committer:
+            run_adapting(
+                integration,
+                runner,
+                (
+                    (
+                        ref.ticket_id,
+                        _sync_batched(integration, persistence, committer, ref, partial(runner.settle, ref.ticket_id)),
+                    )
+                    for ref in refs
+                ),
+            )
 
-        run_adapting(integration, summary, progress, self.concurrency, work())
 
-
-def _work_on(
+def _sync_now(
     integration: TicketIntegration, persistence: PersistenceService, ref: TicketRef
 ) -> Callable[[], SyncOutcome]:
+    """Store the listed snapshot, or fetch and store the ticket, in its own transaction."""
     snapshot = ref.snapshot
     if snapshot is not None:
         return lambda: store_snapshot(integration, persistence, snapshot)
@@ -360,20 +397,37 @@ def _work_on(
     return lambda: sync_ticket(integration, persistence, ticket_id)
 
 
+def _sync_batched(
+    integration: TicketIntegration,
+    persistence: PersistenceService,
+    committer: GroupCommitter,
+    ref: TicketRef,
+    settled: Settled,
+) -> Callable[[], SyncOutcome | None]:
+    """Hand the listed snapshot, or the fetched ticket, to the committer (None); a removal happens now."""
+    snapshot = ref.snapshot
+    if snapshot is not None:
+
+        def submit() -> None:
+            submit_snapshot(integration, committer, snapshot, settled)
+
+        return submit
+    ticket_id = ref.ticket_id
+    return lambda: submit_ticket(integration, persistence, committer, ticket_id, settled)
+
+
 def run_adapting(
     integration: TicketIntegration,
-    summary: ResyncSummary,
-    progress: Progress | None,
-    concurrency: int | None,
-    work: Iterable[tuple[str, Callable[[], SyncOutcome]]],
-) -> AdaptiveLimit:
-    """Run the work at most `concurrency` at once, halving on each throttle answer from the system's server."""
-    limit = AdaptiveLimit(concurrency or integration.resync_concurrency)
-    with adapting_to(integration, limit):
-        _TicketRunner(summary, progress, limit).run(work)
-    if limit.cuts:
-        log.info("resync %s: the server throttled us; concurrency cut %d times", summary.system, limit.cuts)
-    return limit
+    runner: _TicketRunner,
+    work: Iterable[tuple[str, Callable[[], SyncOutcome | None]]],
+) -> None:
+    """Run the work on `runner`, whose limit halves on each throttle answer from the system's server."""
+    with adapting_to(integration, runner.limit):
+        runner.run(work)
+    if runner.limit.cuts:
+        log.info(
+            "resync %s: the server throttled us; concurrency cut %d times", runner.summary.system, runner.limit.cuts
+        )
 
 
 def settle_candidates(
@@ -391,13 +445,8 @@ def settle_candidates(
     def settle(ticket_id: str) -> Callable[[], SyncOutcome]:
         return lambda: reconcile_unlisted(integration, persistence, ticket_id, unchanged_since=unchanged_since)
 
-    run_adapting(
-        integration,
-        summary,
-        progress,
-        concurrency,
-        ((ticket_id, settle(ticket_id)) for ticket_id in sorted(plan.to_delete)),
-    )
+    runner = _TicketRunner(summary, progress, AdaptiveLimit(concurrency or integration.resync_concurrency))
+    run_adapting(integration, runner, ((ticket_id, settle(ticket_id)) for ticket_id in sorted(plan.to_delete)))
 
 
 def _mode(full: bool, since_used: datetime | None) -> str:

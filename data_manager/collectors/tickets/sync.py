@@ -9,14 +9,17 @@ in the catalog's removal log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
 from data_manager.collectors.persistence import PersistenceService, RemovalReason, UpsertOutcome
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import TicketGone
+from data_manager.collectors.tickets.group_commit import GroupCommitter
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketSnapshot
 from data_manager.collectors.tickets.normalise import normalise
+from data_manager.collectors.tickets.ticket_resource import TicketResource
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +60,52 @@ def sync_ticket(
     return store_snapshot(integration, persistence, snapshot)
 
 
+def resource_of(integration: TicketIntegration, snapshot: TicketSnapshot) -> TicketResource:
+    """The ticket as stored: normalised, under the name its integration gives it."""
+    return normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
+
+
 def store_snapshot(
     integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
 ) -> SyncOutcome:
     """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
-    resource = normalise(integration.name, snapshot)
+    resource = resource_of(integration, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
+
+
+Settled = Callable[[SyncOutcome | None, Exception | None], None]  # (outcome, None) or (None, error)
+
+
+def submit_ticket(
+    integration: TicketIntegration,
+    persistence: PersistenceService,
+    committer: GroupCommitter,
+    ticket_id: str,
+    settled: Settled,
+) -> SyncOutcome | None:
+    """`sync_ticket` for a resync's group commit: fetch now and store with the committer's next batch.
+
+    Returns None when the ticket went to the committer (`settled` gets its outcome once its batch is
+    durable), or the outcome of a removal, which happens here and now.
+    """
+    try:
+        snapshot = integration.fetch(ticket_id)
+    except TicketGone:
+        return delete_ticket(integration, persistence, ticket_id)
+    submit_snapshot(integration, committer, snapshot, settled)
+    return None
+
+
+def submit_snapshot(
+    integration: TicketIntegration, committer: GroupCommitter, snapshot: TicketSnapshot, settled: Settled
+) -> None:
+    """Normalise a complete ticket and hand it to the committer; `settled` gets the outcome of its batch."""
+    resource = resource_of(integration, snapshot)
+
+    def done(outcome: UpsertOutcome | None, error: Exception | None) -> None:
+        settled(_FROM_UPSERT[outcome] if outcome is not None else None, error)
+
+    committer.submit(resource, snapshot.updated_at, done)
 
 
 def delete_ticket(
@@ -105,5 +148,5 @@ def reconcile_unlisted(
             "%s %s exists upstream but is outside the listing's scope; removed our copy", integration.name, ticket_id
         )
         return SyncOutcome.OUT_OF_SCOPE
-    resource = normalise(integration.name, snapshot)
+    resource = resource_of(integration, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]

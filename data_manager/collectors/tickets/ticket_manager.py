@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from data_manager.collectors.persistence import PersistenceService
-from data_manager.collectors.tickets.integration import TicketIntegration
+from data_manager.collectors.tickets.integration import SharedResources, TicketIntegration
 from data_manager.collectors.tickets.resync import (
     DeleteGuard,
     Dispatcher,
@@ -42,18 +42,20 @@ class TicketManager:
 
     `dm_config` is the `data_manager` mapping of config.yaml (validated here), or an already-loaded
     `AppConfig`. `integrations` is the list the seed declares, ordered by instance name; look one up
-    with `integration(name)`.
+    with `integration(name)`. The manager owns what its integrations share (`shared`, e.g. the in-memory
+    system's stores): two managers never share state by accident; pass `shared` to build on another's.
     """
 
-    def __init__(self, dm_config: Mapping[str, Any] | AppConfig) -> None:
+    def __init__(self, dm_config: Mapping[str, Any] | AppConfig, *, shared: SharedResources | None = None) -> None:
         self.dm_config = dm_config  # the seed's attribute: the mapping (or AppConfig) given
         config = dm_config if isinstance(dm_config, AppConfig) else parse_config({"data_manager": dict(dm_config)})
         for name, cfg in config.sources.items():
             if not cfg.get("enabled"):
                 log.debug("ticket system %s is disabled; skipped", name)
+        self.shared = shared if shared is not None else SharedResources()
         # The seed's `integrations: List[TicketIntegration]`.
         self.integrations: list[TicketIntegration] = sorted(
-            config.build_integrations(), key=lambda integration: integration.name
+            config.build_integrations(self.shared), key=lambda integration: integration.name
         )
 
     @property

@@ -21,15 +21,17 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.fakes.faults import Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 
 ADMIN_KEY = "fake-bugzilla-admin-key-0123456789abcdef"
 DEV_KEY = "fake-bugzilla-dev-key-0123456789abcdef"
@@ -135,19 +137,6 @@ class FakeBug:
 
 
 @dataclass
-class Fault:
-    status: int
-    path: re.Pattern[str] | None
-    method: str | None
-    times: int | None
-    headers: dict[str, str]
-    body: Any
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (self.path is None or bool(self.path.search(path)))
-
-
-@dataclass
 class SeenRequest:
     method: str
     path: str
@@ -156,7 +145,7 @@ class SeenRequest:
     user: str | None  # the login the request was served as (None: anonymous)
 
 
-class FakeBugzilla:
+class FakeBugzilla(FakeApp):
     """The server's state (users, products, bugs, comments) and its REST API as a WSGI app."""
 
     def __init__(
@@ -178,7 +167,13 @@ class FakeBugzilla:
         self.bugs: dict[int, FakeBug] = {}
         self.next_bug_id = 1
         self.next_comment_id = 1
-        self.faults: list[Fault] = []
+        self.faults = Faults(
+            {
+                429: "<html><body><h1>Too Many Requests</h1></body></html>",
+                503: "<html><body><h1>Service Unavailable</h1></body></html>",
+                500: "<html><body><h1>Internal Server Error</h1></body></html>",
+            }
+        )
         self.requests: list[SeenRequest] = []
         self.after_request: list[Callable[[FakeBugzilla, Request], None]] = []
         self.add_user("admin@example.com", "Probe Admin", ADMIN_KEY, groups={"admin", "editbugs", "canconfirm"})
@@ -296,34 +291,6 @@ class FakeBugzilla:
                 self.add_comment(bug_id, f"Comment {number + 1} on bug {bug_id}", at=at + timedelta(seconds=number + 1))
             ids.append(bug_id)
         return ids
-
-    def inject(
-        self,
-        status: int,
-        *,
-        path: str | None = None,
-        method: str | None = None,
-        times: int | None = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> Fault:
-        """Answer the next matching request(s) with `status` instead. A 429 defaults to bmo's HTML page."""
-        default_bodies = {
-            429: "<html><body><h1>Too Many Requests</h1></body></html>",
-            503: "<html><body><h1>Service Unavailable</h1></body></html>",
-            500: "<html><body><h1>Internal Server Error</h1></body></html>",
-        }
-        fault = Fault(
-            status,
-            re.compile(path) if path else None,
-            method,
-            times,
-            dict(headers or {}),
-            body if body is not None else default_bodies.get(status),
-        )
-        with self.lock:
-            self.faults.append(fault)
-        return fault
 
     def request_count(self, path_pattern: str = "") -> int:
         with self.lock:
@@ -551,20 +518,8 @@ class FakeBugzilla:
             ]
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
-
     def handle(self, request: Request) -> Response:
-        with self.lock:
-            fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
-            if fault is not None and fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
+        fault = self.faults.take(request.method, request.path)
         try:
             body = self._body(request) if request.method in ("POST", "PUT") else {}
             user = self._authenticate(request, body)
@@ -1121,34 +1076,8 @@ def parse_search_time(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-# -- serving -----------------------------------------------------------------------------------------
-class _QuietKeepAliveHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
-class RunningFakeBugzilla:
-    fake: FakeBugzilla
-    server: BaseWSGIServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.fake.base_url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> RunningFakeBugzilla:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+# -- serving ------------------------------------------------------------------------------------------
+RunningFakeBugzilla = RunningFake[FakeBugzilla]
 
 
 def start_fake_bugzilla(
@@ -1158,11 +1087,4 @@ def start_fake_bugzilla(
     fake = fake or FakeBugzilla(**options)
     if bugs:
         fake.seed(bugs)
-    server = make_server(host, port, fake, threaded=True, request_handler=_QuietKeepAliveHandler)
-    server.daemon_threads = True
-    fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-bugzilla", daemon=True
-    )
-    thread.start()
-    return RunningFakeBugzilla(fake, server, thread)
+    return serve(fake, host=host, port=port, name="fake-bugzilla")

@@ -16,30 +16,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.fakes.shapes import missing_keys
 from tests.integrations.bugzilla.fake_server import ADMIN_KEY, DEV_KEY, RunningFakeBugzilla, start_fake_bugzilla
 
 SAMPLES = Path(__file__).parent / "samples"
-
-
-def missing_keys(expected: Any, actual: Any, path: str = "$") -> list[str]:
-    """Paths present in `expected` but absent (or of another JSON type) in `actual`."""
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            return [f"{path} (not an object)"]
-        problems: list[str] = []
-        for key, value in expected.items():
-            if key not in actual:
-                problems.append(f"{path}.{key}")
-            elif value is not None and actual[key] is not None:
-                problems += missing_keys(value, actual[key], f"{path}.{key}")
-        return problems
-    if isinstance(expected, list):
-        if not isinstance(actual, list):
-            return [f"{path} (not a list)"]
-        return missing_keys(expected[0], actual[0], f"{path}[0]") if expected and actual else []
-    if isinstance(expected, bool) != isinstance(actual, bool) or isinstance(expected, str) != isinstance(actual, str):
-        return [f"{path} ({type(expected).__name__} expected, got {type(actual).__name__})"]
-    return []
 
 
 def sample(name: str) -> tuple[int, Any]:

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,9 +34,10 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.faults import Fault, Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 from tests.integrations.jira import _jql
 
 DEPLOYMENTS = ("cloud", "datacenter")
@@ -160,23 +161,6 @@ class FakeIssue:
         return int(self.key.rsplit("-", 1)[1])
 
 
-@dataclass
-class Fault:
-    """An answer the fake gives instead of the real one, `times` times (None: until cleared)."""
-
-    status: int
-    path: re.Pattern[str] | None = None
-    method: str | None = None
-    times: int | None = 1
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method.upper() == method) and (
-            self.path is None or bool(self.path.search(path))
-        )
-
-
 def _ms(value: datetime) -> datetime:
     """Jira keeps milliseconds."""
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
@@ -237,7 +221,7 @@ class JiraRequestError(Exception):
 
 
 # -- the fake ----------------------------------------------------------------------------------------
-class FakeJira(_jql.FieldAccess):
+class FakeJira(FakeApp, _jql.FieldAccess):
     """The state and the WSGI app. Every public method is safe to call from tests while serving."""
 
     def __init__(
@@ -273,12 +257,18 @@ class FakeJira(_jql.FieldAccess):
         self.issues: dict[str, FakeIssue] = {}
         self.deleted: dict[str, FakeIssue] = {}
         self.moved: dict[str, str] = {}  # old key -> new key (Jira keeps old keys resolvable)
-        self.faults: list[Fault] = []
+        self.faults = Faults(
+            {
+                429: {"errorMessages": ["Rate limit exceeded."]},
+                503: "Service Unavailable",
+                500: {"errorMessages": ["Internal server error"]},
+            }
+        )
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeJira, Request], None]] = []
         self.latency = 0.0  # seconds every API request takes, like a remote server (lets concurrency show)
         self.in_flight = 0
-        # Per API request, in order of arrival: (requests in flight when it arrived, itself included; its status).
+        # Per API request, in order of arrival: [requests in flight when it arrived (itself included), its status].
         self.arrivals: list[list[int]] = []
         self.lock = threading.RLock()
         self._next_issue_id = 10000
@@ -455,37 +445,8 @@ class FakeJira(_jql.FieldAccess):
             issue.updated = self._touch()
             return issue.key
 
-    def inject(
-        self,
-        status: int,
-        *,
-        path: str | None = None,
-        method: str | None = None,
-        times: int | None = 1,
-        headers: dict[str, str] | None = None,
-        body: Any = None,
-    ) -> Fault:
-        """Answer the next matching request(s) with `status` instead (429, 503, 400, ...)."""
-        default_bodies = {
-            429: {"errorMessages": ["Rate limit exceeded."]},
-            503: "Service Unavailable",
-            500: {"errorMessages": ["Internal server error"]},
-        }
-        fault = Fault(
-            status,
-            re.compile(path) if path else None,
-            method,
-            times,
-            dict(headers or {}),
-            body if body is not None else default_bodies.get(status),
-        )
-        with self.lock:
-            self.faults.append(fault)
-        return fault
-
     def clear_faults(self) -> None:
-        with self.lock:
-            self.faults.clear()
+        self.faults.clear()
 
     def seed(
         self,
@@ -897,37 +858,33 @@ class FakeJira(_jql.FieldAccess):
             ]
         )
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        if request.path.startswith("/_fake/"):
-            response = self.handle(request)
-        else:
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Serve one request; API requests take `latency` and are counted in flight (`arrivals`)."""
+        if str(environ.get("PATH_INFO", "")).startswith("/_fake/"):
+            return super().__call__(environ, start_response)
+        with self.lock:
+            self.in_flight += 1
+            arrival = [self.in_flight, 0]
+            self.arrivals.append(arrival)
+
+        def noting_status(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            arrival[1] = int(status.split()[0])
+            return start_response(status, headers, *args)
+
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            return super().__call__(environ, noting_status)
+        finally:
             with self.lock:
-                self.in_flight += 1
-                arrival = [self.in_flight, 0]
-                self.arrivals.append(arrival)
-            try:
-                if self.latency:
-                    time.sleep(self.latency)
-                response = self.handle(request)
-                arrival[1] = response.status_code
-            finally:
-                with self.lock:
-                    self.in_flight -= 1
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
+                self.in_flight -= 1
 
     def handle(self, request: Request) -> Response:
         is_admin = request.path.startswith("/_fake/")
         if not is_admin:
             with self.lock:
                 self.requests.append((request.method, request.path, request.query_string.decode()))
-                fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
-                if fault is not None and fault.times is not None:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self.faults.remove(fault)
+            fault = self.faults.take(request.method, request.path)
             if fault is not None:
                 return self._fault_response(fault)
             if not self._authenticated(request) and self.refused_as_anonymous:
@@ -1386,34 +1343,8 @@ class FakeJira(_jql.FieldAccess):
         return self._json(200, {"body": payload_body.decode(), "headers": headers})
 
 
-# -- serving -----------------------------------------------------------------------------------------
-class _QuietKeepAliveHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like a real server behind a load balancer
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
-class RunningFakeJira:
-    fake: FakeJira
-    server: BaseWSGIServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.fake.base_url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> RunningFakeJira:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+# -- serving ------------------------------------------------------------------------------------------
+RunningFakeJira = RunningFake[FakeJira]
 
 
 def start_fake_jira(
@@ -1423,14 +1354,7 @@ def start_fake_jira(
     fake = fake or FakeJira(**options)
     if issues:
         fake.seed(issues)
-    server = make_server(host, port, fake, threaded=True, request_handler=_QuietKeepAliveHandler)
-    server.daemon_threads = True
-    fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-jira", daemon=True
-    )
-    thread.start()
-    return RunningFakeJira(fake, server, thread)
+    return serve(fake, host=host, port=port, name="fake-jira")
 
 
 def main(argv: list[str] | None = None) -> int:

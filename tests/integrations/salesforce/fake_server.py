@@ -11,10 +11,20 @@ is surprising:
 * SOQL (`GET /query?q=`, fake_soql.py) pages with `nextRecordsUrl` (`/query/<locator>-<n>`);
   **child records count toward the batch size** (Sforce-Query-Options, default and maximum 2,000), so
   a page of cases with many comments holds fewer cases; a child relationship holding more than
-  `child_inline_cap` records comes back `done: false` with its own `nextRecordsUrl`, and an empty one
-  is `null`; following the parent's `nextRecordsUrl` **invalidates the child cursors of the previous
-  page** (SOAP API "QueryResult": "A queryMore() call on a parent object invalidates all child
-  cursors in the previous result set"), answered 400 `INVALID_QUERY_LOCATOR`;
+  `child_inline_cap` records comes back `done: false` with its own `nextRecordsUrl` (SOQL and SOSL
+  Reference "Understanding Query Results": subquery results page like queries); following the
+  parent's `nextRecordsUrl` **invalidates the child cursors of the previous page** (SOAP API
+  "QueryResult": "A queryMore() call on a parent object invalidates all child cursors in the previous
+  result set"), answered 400 `INVALID_QUERY_LOCATOR`. Not documented, so configurable: the inline cap
+  (`child_inline_cap`, 200 by default: the Salesforce CLI's fix for sub-query paging, jsforce PR #1752,
+  shows 199 of 257 children inline; 499/500 has been seen too, jsforce issue #577 and
+  simple-salesforce issue #311) and the shape of an empty child relationship (`empty_children`:
+  `null`, as clients commonly meet it, or an empty `{"totalSize": 0, "done": true, "records": []}`);
+* the identity service refuses a bad or expired token unlike the REST API: `GET /services/oauth2/userinfo`
+  answers **403** with the plain-text body `Bad_OAuth_Token` (Salesforce's own Mobile SDK, PR #2430
+  of forcedotcom/SalesforceMobileSDK-Android: "It returns a 403 for an invalid access token", citing
+  Help "Query for User Information"; jsforce PR #736 and the nforce client read the same one-word
+  body from the identity URL), where `/services/data` answers 401 `INVALID_SESSION_ID`;
 * URI + headers over 16,384 bytes: 414 (URI alone) or 431;
 * `GET /sobjects/Case/deleted/?start=&end=`: seconds are ignored, start must precede end by more
   than a minute, and only the last 15 days are available (`INVALID_REPLICATION_DATE` otherwise);
@@ -32,16 +42,17 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.fakes.faults import Faults
+from tests.fakes.serving import FakeApp, RunningFake, serve
 from tests.integrations.salesforce import fake_soql
 from tests.integrations.salesforce.fake_soql import SoqlError
 
@@ -120,16 +131,6 @@ class FakeCase:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Fault:
-    status: int
-    path: re.Pattern[str] | None = None
-    method: str | None = None
-    times: int | None = 1
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class FakeError(Exception):
     """An answer with Salesforce's error body `[{"message", "errorCode", "fields"}]`."""
 
@@ -148,7 +149,7 @@ class _Cursor:
     batch_size: int = 2000
 
 
-class FakeSalesforce:
+class FakeSalesforce(FakeApp):
     """State and WSGI app; public methods are safe to call from tests while serving."""
 
     def __init__(
@@ -156,6 +157,7 @@ class FakeSalesforce:
         *,
         api_limit: int = 1_000_000,
         child_inline_cap: int = 200,
+        empty_children: str = "null",
         default_batch_size: int = 2000,
         comment_touches_case: bool = False,
         clock: Callable[[], datetime] | None = None,
@@ -163,6 +165,9 @@ class FakeSalesforce:
         self.api_limit = api_limit
         self.api_used = 0
         self.child_inline_cap = child_inline_cap
+        if empty_children not in ("null", "empty"):
+            raise ValueError("empty_children is 'null' or 'empty'")
+        self.empty_children = empty_children
         self.default_batch_size = default_batch_size
         self.comment_touches_case = comment_touches_case
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -173,7 +178,7 @@ class FakeSalesforce:
         self.clients = {CLIENT_ID: CLIENT_SECRET}
         self.refresh_tokens = {REFRESH_TOKEN}
         self.tokens_issued = 0
-        self.faults: list[Fault] = []
+        self.faults = Faults()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeSalesforce, Request], None]] = []
         self.lock = threading.RLock()
@@ -277,15 +282,6 @@ class FakeSalesforce:
         """Every issued session stops working (as after the org's session timeout)."""
         with self.lock:
             self.sessions.clear()
-
-    def inject(
-        self, status: int, *, path: str | None = None, method: str | None = None, times: int | None = 1,
-        body: Any = None, headers: dict[str, str] | None = None,
-    ) -> Fault:  # fmt: skip
-        fault = Fault(status, re.compile(path) if path else None, method, times, body, dict(headers or {}))
-        with self.lock:
-            self.faults.append(fault)
-        return fault
 
     def seed(
         self,
@@ -504,8 +500,8 @@ class FakeSalesforce:
     def _child_result(
         self, parent_locator: str, parent: _Cursor, children: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
-        if not children:
-            return None  # an empty child relationship is null
+        if not children:  # undocumented: null as commonly met, or an empty result (see the module docstring)
+            return None if self.empty_children == "null" else {"totalSize": 0, "done": True, "records": []}
         if len(children) <= self.child_inline_cap:
             return {"totalSize": len(children), "done": True, "records": children}
         cursor = _Cursor(
@@ -564,13 +560,6 @@ class FakeSalesforce:
         return self._page(locator, cursor)
 
     # -- HTTP -------------------------------------------------------------------------------------
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        request = Request(environ)
-        response = self.handle(request)
-        for hook in list(self.after_request):
-            hook(self, request)
-        return response(environ, start_response)
-
     @staticmethod
     def error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
         body: list[dict[str, Any]] = [{"message": message, "errorCode": code}]
@@ -589,17 +578,11 @@ class FakeSalesforce:
         path = request.path
         with self.lock:
             self.requests.append((request.method, path, request.query_string.decode("latin-1")))
-            for fault in list(self.faults):
-                if (fault.method is None or fault.method == request.method) and (
-                    fault.path is None or fault.path.search(path)
-                ):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self.faults.remove(fault)
-                    body = fault.body
-                    text = body if isinstance(body, str) else json.dumps(body) if body is not None else ""
-                    return Response(text, status=fault.status, headers=fault.headers, content_type="application/json")
+        fault = self.faults.take(request.method, path)
+        if fault is not None:
+            body = fault.body
+            text = body if isinstance(body, str) else json.dumps(body) if body is not None else ""
+            return Response(text, status=fault.status, headers=fault.headers, content_type="application/json")
         uri = request.full_path.rstrip("?") if request.query_string else path
         header_bytes = sum(len(k) + len(v) + 4 for k, v in request.headers.items())
         if len(uri) > MAX_URI_AND_HEADERS:
@@ -610,7 +593,9 @@ class FakeSalesforce:
             if path == "/services/oauth2/token":
                 return self._on_token(request)
             if path == "/services/oauth2/userinfo":
-                return self._authenticated(request) or self._on_userinfo()
+                if self._authenticated(request) is not None:  # the identity service's refusal (module docstring)
+                    return Response("Bad_OAuth_Token", status=403, content_type="text/plain;charset=UTF-8")
+                return self._on_userinfo()
             prefix = f"/services/data/v{API_VERSION}/"
             if not path.startswith(prefix):
                 return self.error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -854,33 +839,7 @@ class FakeSalesforce:
 
 
 # -- serving ------------------------------------------------------------------------------------------
-class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@dataclass
-class RunningFakeSalesforce:
-    fake: FakeSalesforce
-    server: BaseWSGIServer
-    thread: threading.Thread
-
-    @property
-    def url(self) -> str:
-        return self.fake.base_url
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-    def __enter__(self) -> RunningFakeSalesforce:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+RunningFakeSalesforce = RunningFake[FakeSalesforce]
 
 
 def start_fake_salesforce(
@@ -890,11 +849,4 @@ def start_fake_salesforce(
     fake = fake or FakeSalesforce(**options)
     if cases:
         fake.seed(cases)
-    server = make_server(host, port, fake, threaded=True, request_handler=_QuietHandler)
-    server.daemon_threads = True
-    fake.base_url = f"http://{host}:{server.server_port}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-salesforce", daemon=True
-    )
-    thread.start()
-    return RunningFakeSalesforce(fake, server, thread)
+    return serve(fake, host=host, port=port, name="fake-salesforce")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 
 from data_manager.collectors.tickets.integrations.salesforce._outbound import ACK_ENVELOPE
 from tests.integrations.salesforce.fake_server import (
@@ -92,6 +93,9 @@ def test_outbound_message_is_acknowledged_and_the_case_stored_with_every_public_
     assert stored_comments(content) == [f"Comment {n} of 250: step {n} checked ✓" for n in range(1, 251) if n % 25]
     assert "Status: Escalated (in_progress)" in content and "Assignee: Ann Agent" in content
     assert f"Case number: {fake.case(case_id).number}" in content
+    meta_path = sf.stack.path("salesforce", case_id).with_name(f"salesforce_{case_id}.txt.meta.yaml")
+    meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+    assert meta["display_name"] == f"Case {fake.case(case_id).number}: Checkout fails for EU customers"
 
 
 def test_a_case_comment_message_updates_its_parent_case(sf: SalesforceStack) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.fakes.shapes import missing_keys
 from tests.integrations.salesforce.fake_server import (
     API_VERSION,
     CLIENT_ID,
@@ -30,27 +31,6 @@ QUERY = (
     "(SELECT Id, CommentBody, IsPublished, CreatedDate, LastModifiedDate, CreatedBy.Name FROM CaseComments "
     "ORDER BY CreatedDate ASC, Id ASC) FROM Case ORDER BY SystemModstamp ASC, Id ASC"
 )
-
-
-def missing_keys(expected: Any, actual: Any, path: str = "$") -> list[str]:
-    """Paths present in `expected` but absent (or of another JSON type) in `actual`; null matches anything."""
-    if isinstance(expected, dict):
-        if not isinstance(actual, dict):
-            return [f"{path} (not an object)"]
-        problems: list[str] = []
-        for key, value in expected.items():
-            if key not in actual:
-                problems.append(f"{path}.{key}")
-            elif value is not None and actual[key] is not None:
-                problems += missing_keys(value, actual[key], f"{path}.{key}")
-        return problems
-    if isinstance(expected, list):
-        if not isinstance(actual, list):
-            return [f"{path} (not a list)"]
-        return missing_keys(expected[0], actual[0], f"{path}[0]") if expected and actual else []
-    if isinstance(expected, bool) != isinstance(actual, bool) or isinstance(expected, str) != isinstance(actual, str):
-        return [f"{path} ({type(expected).__name__} expected, got {type(actual).__name__})"]
-    return []
 
 
 def load(name: str) -> Any:
@@ -181,3 +161,27 @@ def test_writes_and_tokens(served: tuple[RunningFakeSalesforce, requests.Session
     assert bad.status_code == 400 and bad.json() == load("token_error_invalid_grant.json")
     info = session.get(f"{server.url}/services/oauth2/userinfo")
     assert missing_keys(load("userinfo.json"), info.json()) == []
+
+
+def test_the_identity_service_refuses_a_bad_session_with_403_bad_oauth_token(
+    served: tuple[RunningFakeSalesforce, requests.Session],
+) -> None:
+    """Not the REST API's 401 JSON: `userinfo` answers 403 and one plain-text word (Salesforce Mobile SDK for
+    Android PR #2430: "It returns a 403 for an invalid access token"; jsforce PR #736 and nforce read the same
+    `Bad_OAuth_Token` body from the identity URL). The data API keeps answering 401 INVALID_SESSION_ID."""
+    server, _ = served
+    bad = {"Authorization": "Bearer 00Dx!expired"}
+    info = requests.get(f"{server.url}/services/oauth2/userinfo", headers=bad)
+    assert (info.status_code, info.text) == (403, "Bad_OAuth_Token")
+    data = requests.get(f"{server.url}{DATA}/query", params={"q": QUERY}, headers=bad)
+    assert data.status_code == 401 and data.json() == load("error_invalid_session_id.json")
+
+
+@pytest.mark.parametrize(("shape", "empty"), [("null", None), ("empty", {"totalSize": 0, "done": True, "records": []})])
+def test_an_empty_child_relationship_comes_in_either_undocumented_shape(shape: str, empty: object) -> None:
+    """Salesforce documents neither; both reach the client (test_listing_and_fetch reads both)."""
+    with start_fake_salesforce(empty_children=shape) as server:
+        server.fake.add_case("No comments yet")
+        headers = {"Authorization": f"Bearer {STATIC_TOKEN}"}
+        page = requests.get(f"{server.url}{DATA}/query", params={"q": QUERY}, headers=headers).json()
+    assert page["records"][0]["CaseComments"] == empty

@@ -43,7 +43,24 @@ def test_fetch_one_case_with_its_public_comments(salesforce: SalesforceSetup) ->
     assert len(salesforce.requests_to("/query")) == 2  # one request per fetch
 
 
-def test_a_case_with_hundreds_of_comments_is_paged_through_its_child_cursor(salesforce: SalesforceSetup) -> None:
+@pytest.mark.parametrize("empty_children", ["null", "empty"])
+def test_a_case_without_comments_reads_the_same_in_either_empty_shape(
+    make_salesforce: Callable[..., SalesforceSetup], empty_children: str
+) -> None:
+    """Undocumented (fixtures/README.md): an empty CaseComments relationship may be null or an empty result."""
+    setup = make_salesforce(empty_children=empty_children)
+    case_id = setup.fake.add_case("No comments yet")
+    assert setup.backend().fetch(case_id).comments == ()
+    assert [r.snapshot.comments for r in setup.backend().iter_changed(None) if r.snapshot] == [()]
+
+
+@pytest.mark.parametrize(("cap", "queries"), [(199, 3), (200, 3), (499, 1)])
+def test_a_case_with_hundreds_of_comments_is_paged_through_its_child_cursor(
+    make_salesforce: Callable[..., SalesforceSetup], cap: int, queries: int
+) -> None:
+    """The inline child cap is undocumented (199/200 and 499/500 are both met): the client follows the child
+    relationship's own nextRecordsUrl whenever it is not done, whatever the cap."""
+    salesforce = make_salesforce(child_inline_cap=cap)
     fake = salesforce.fake
     case_id = fake.add_case("Long thread", created=datetime(2024, 1, 1, tzinfo=UTC))
     for n in range(1, 451):
@@ -52,7 +69,7 @@ def test_a_case_with_hundreds_of_comments_is_paged_through_its_child_cursor(sale
         )
     snapshot = salesforce.backend().fetch(case_id)
     assert [c.text for c in snapshot.comments] == [f"step {n}" for n in range(1, 451) if n % 50 != 0]
-    assert len(salesforce.requests_to("/query")) == 3  # the query, then two child pages (200 inline + 200 + 50)
+    assert len(salesforce.requests_to("/query")) == queries  # the query, then the child pages (e.g. 200 + 200 + 50)
 
 
 def test_missing_deleted_and_out_of_scope_cases_are_gone(salesforce: SalesforceSetup) -> None:

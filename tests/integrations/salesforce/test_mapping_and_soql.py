@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from data_manager.collectors.tickets.errors import ConfigError, UnknownFieldError
 from data_manager.collectors.tickets.integrations.salesforce import _mapping, _soql
 from data_manager.collectors.tickets.integrations.salesforce._ids import to_18
+from data_manager.collectors.tickets.integrations.salesforce.backend import SalesforceBackend
 from data_manager.collectors.tickets.model import Status
+from data_manager.collectors.tickets.normalise import normalise
 from tests.integrations.salesforce import fake_soql
 from tests.integrations.salesforce.fake_server import id18
 
@@ -138,6 +140,7 @@ def test_case_with_comments_maps_to_a_snapshot() -> None:
     assert snapshot.updated_at == datetime(2024, 5, 1, 11, 0, tzinfo=UTC)  # the newest comment counts
     assert snapshot.url == "https://acme.my.salesforce.com/lightning/r/Case/500xx000000bZ3QAAU/view"
     assert snapshot.extra["case_number"] == "00001026" and snapshot.extra["priority"] == "High"
+    assert _mapping.display_name(snapshot) == "Case 00001026: Printer jam"
     private = _mapping.case_snapshot(case, comments, instance_url="https://x", include_private_comments=True)
     assert "Internal: the customer's contract has lapsed" in [c.text for c in private.comments]
 
@@ -175,3 +178,18 @@ def test_fields_written_and_unknown_ones_refused() -> None:
     assert body == {"Subject": "T", "Status": "Working", "Priority": "High", "Origin": "Web"}
     with pytest.raises(UnknownFieldError, match="nonsense"):
         _mapping.case_fields_for({"nonsense": 1})
+
+
+def test_display_name_carries_the_case_number() -> None:
+    """The display-name hook: `Case <CaseNumber>: <Subject>`; no subject, just the number; no number, the standard."""
+    case = load("query_cases_with_comments.json")["records"][0]  # type: ignore[index]
+    named = _mapping.case_snapshot(case, [], instance_url="https://x")
+    untitled = _mapping.case_snapshot({**case, "Subject": None}, [], instance_url="https://x")
+    unnumbered = _mapping.case_snapshot({**case, "CaseNumber": None}, [], instance_url="https://x")
+    assert (_mapping.display_name(named), _mapping.display_name(untitled)) == (
+        "Case 00001026: Printer jam",
+        "Case 00001026",
+    )
+    assert _mapping.display_name(unnumbered) is None
+    resource = normalise("salesforce", named, display_name=SalesforceBackend("https://x", "t").display_name(named))
+    assert resource.get_metadata().display_name == "Case 00001026: Printer jam"

@@ -1,7 +1,7 @@
 """Sessions and limits through the fake over HTTP: OAuth flows, INVALID_SESSION_ID, REQUEST_LIMIT_EXCEEDED.
 
 Documented behaviour relied on (fixtures/README.md): an expired session is 401 `INVALID_SESSION_ID`
-and the OAuth flows issue a new one (no `expires_in`); the daily allocation is 403
+(403 `Bad_OAuth_Token` from the identity service's userinfo) and the OAuth flows issue a new one (no `expires_in`); the daily allocation is 403
 `REQUEST_LIMIT_EXCEEDED` with no Retry-After; every answer has `Sforce-Limit-Info: api-usage=N/M`.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from data_manager.collectors.tickets.errors import PermanentError, TransientError
+from data_manager.collectors.tickets.errors import CredentialsRefused, PermanentError, TransientError
 from data_manager.collectors.tickets.integrations.salesforce._client import (
     ApiUsage,
     RequestLimitExceeded,
@@ -128,6 +128,31 @@ def test_limit_info_header_parsing() -> None:
     usage = parse_limit_info("api-usage=110018/100000; api-bursts=1/750")
     assert usage is not None and usage.ratio > 1
     assert parse_limit_info(None) is None and parse_limit_info("per-app-api-usage=1/2") is None
+
+
+@pytest.mark.parametrize("auth", ["client_credentials", "refresh_token"])
+def test_an_expired_session_at_the_credential_proof_is_renewed_not_taken_for_refused_credentials(
+    salesforce: SalesforceSetup, auth: str
+) -> None:
+    """userinfo refuses an expired session with 403 `Bad_OAuth_Token` (not the REST API's 401): with an OAuth
+    flow that is renewed once like INVALID_SESSION_ID, so a session expiring before a removal's proof does not
+    fail the job as "credentials refused"."""
+    backend = salesforce.backend(auth)
+    backend.verify_credentials()
+    salesforce.fake.expire_sessions()
+    backend.verify_credentials()
+    assert backend.client.renewals == 1 and salesforce.fake.tokens_issued == 2
+    assert len(salesforce.requests_to("/services/oauth2/userinfo")) == 3
+
+
+def test_an_expired_static_token_at_the_credential_proof_is_refused_and_says_it_expired(
+    salesforce: SalesforceSetup,
+) -> None:
+    backend = salesforce.backend("static")
+    salesforce.fake.expire_sessions()
+    with pytest.raises(CredentialsRefused, match=r"refused the credentials: .*expired") as caught:
+        backend.verify_credentials()
+    assert caught.value.status == 401 and not salesforce.requests_to("oauth2/token")
 
 
 def test_verify_credentials_uses_userinfo(salesforce: SalesforceSetup) -> None:

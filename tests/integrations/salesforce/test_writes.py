@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import pytest
 
 from data_manager.collectors.tickets import Comment, SalesforceBackend, Status, Ticket, TicketData, TicketGone
-from data_manager.collectors.tickets.errors import PermanentError, UnknownFieldError
+from data_manager.collectors.tickets.errors import ConfigError, PermanentError, UnknownFieldError
 from data_manager.collectors.tickets.integrations.salesforce import CommentTooLong
+from data_manager.config import parse_config
 from tests.integrations.salesforce.conftest import SalesforceSetup
 from tests.integrations.salesforce.fake_server import USERS
 
@@ -82,3 +83,47 @@ def test_server_side_validation_errors_name_the_code(salesforce: SalesforceSetup
     backend = salesforce.backend(status_map={"Bogus": "open"})
     with pytest.raises(PermanentError, match="INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"):
         backend.create(TicketData(title="x", status=Status.OPEN))
+
+
+def test_comment_visibility_follows_the_setting_and_can_be_chosen_per_comment(salesforce: SalesforceSetup) -> None:
+    """The model's Comment has no visibility: `Ticket.comment` posts `comment_visibility` (public by default, as
+    Salesforce's `IsPublished`); holding the backend, `add_comment(..., public=...)` chooses per comment."""
+    case_id = salesforce.fake.add_case("Printer jam")
+    now = datetime.now(UTC)
+    default = salesforce.backend()
+    internal = salesforce.backend(comment_visibility="internal", include_private_comments=True)
+    default.add_comment(case_id, Comment("ann", "Replaced the toner", now))
+    internal.add_comment(case_id, Comment("ann", "Customer's contract lapsed", now))
+    default.add_comment(case_id, Comment("ann", "Escalating to tier 2", now), public=False)
+    internal.add_comment(case_id, Comment("ann", "We are on it", now), public=True)
+    posted = [(c.body, c.published) for c in salesforce.fake.case(case_id).comments]
+    assert posted == [
+        ("Replaced the toner", True),
+        ("Customer's contract lapsed", False),
+        ("Escalating to tier 2", False),
+        ("We are on it", True),
+    ]
+    assert [c.text for c in default.fetch(case_id).comments] == ["Replaced the toner", "We are on it"]
+    assert len(internal.fetch(case_id).comments) == 4  # read back only where private comments are read
+
+    Ticket.register_backend("sf", internal)
+    Ticket.comment(case_id, "Through the facade", author="qa-bot")
+    assert salesforce.fake.case(case_id).comments[-1].published is False
+
+
+def test_comment_visibility_is_validated_and_warned_about() -> None:
+    with pytest.raises(ConfigError, match=r"comment_visibility: must be one of public, internal"):
+        SalesforceBackend(instance_url="https://x.my.salesforce.com", access_token="t", comment_visibility="secret")
+    section = {
+        "enabled": True,
+        "instance_url": "https://x.my.salesforce.com",
+        "access_token": "t",
+        "webhook_secret": "s",
+    }
+    loaded = parse_config(
+        {"data_manager": {"sources": {"tickets": {"salesforce": {**section, "comment_visibility": "internal"}}}}},
+        env={},
+    )
+    assert any("comment_visibility is internal but include_private_comments is false" in w for w in loaded.warnings)
+    with pytest.raises(ConfigError, match=r"salesforce\.comment_visibility: Must be one of"):
+        parse_config({"data_manager": {"sources": {"tickets": {"salesforce": {**section, "comment_visibility": "x"}}}}})

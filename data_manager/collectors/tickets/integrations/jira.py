@@ -48,6 +48,7 @@ from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
     IntegrationSettings,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -359,7 +360,7 @@ class JiraTickets(TicketIntegration, system="jira"):
         )
 
     @classmethod
-    def from_settings(cls, settings: JiraSettings, *, name: str) -> JiraTickets:
+    def from_settings(cls, settings: JiraSettings, *, name: str, shared: SharedResources | None = None) -> JiraTickets:
         integration = cls(
             settings.base_url or "",
             settings.username,

@@ -1,8 +1,9 @@
 """The in-memory ticket system: an `InMemoryBackend` behind the full integration interface.
 
 For tests and prototypes: it has webhooks (a small signed JSON payload), listing and fetching like
-a real system, so the whole pipeline can run without any external server. Backends are looked up
-by name within the process, so the config names which one (`store: default`); with
+a real system, so the whole pipeline can run without any external server. The tickets live in a
+store owned by whoever built the integration (`TicketManager`, hence the runtime): instances built
+together that name the same `store` share it, and nothing is process-wide. With
 `store_path: /some/tickets.json` the tickets live in that file instead, shared by every process
 (web server, workers, scripts) and kept across restarts.
 """
@@ -10,7 +11,6 @@ by name within the process, so the config names which one (`store: default`); wi
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
     IntegrationSettings,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -44,31 +45,6 @@ from data_manager.collectors.tickets.model import Comment, TicketData
 
 SIGNATURE_HEADER = "X-Signature-256"
 _ACTIONS = {"created": EventAction.UPSERT, "updated": EventAction.UPSERT, "deleted": EventAction.DELETE}
-
-_stores: dict[str, InMemoryBackend] = {}  # by name, and file-backed ones by "file:<path>"
-_stores_lock = threading.Lock()
-
-
-def named_store(name: str) -> InMemoryBackend:
-    """The process-wide backend called `name`, created on first use."""
-    with _stores_lock:
-        return _stores.setdefault(name, InMemoryBackend())
-
-
-def file_store(path: str) -> FileBackedBackend:
-    """The process-wide handle on the file-backed store at `path` (one per resolved path)."""
-    key = f"file:{Path(path).expanduser().resolve()}"
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = FileBackedBackend(Path(path).expanduser())
-        assert isinstance(store, FileBackedBackend)
-        return store
-
-
-def reset_stores() -> None:
-    with _stores_lock:
-        _stores.clear()
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -85,6 +61,14 @@ class InMemoryConfigSchema(IntegrationConfigSchema):
     store_path = fields.String(load_default=None, allow_none=True)
 
 
+def shared_store(settings: InMemorySettings, shared: SharedResources) -> InMemoryBackend:
+    """The store the settings name, from `shared`: one per `store` name, one handle per resolved `store_path`."""
+    if settings.store_path:
+        path = Path(settings.store_path).expanduser()
+        return shared.get(f"memory:file:{path.resolve()}", FileBackedBackend, lambda: FileBackedBackend(path))
+    return shared.get(f"memory:store:{settings.store}", InMemoryBackend, InMemoryBackend)
+
+
 class InMemoryTickets(TicketIntegration, system="memory"):
     """An integration over an `InMemoryBackend`; also a `TicketBackend` for the `Ticket` facade."""
 
@@ -96,9 +80,11 @@ class InMemoryTickets(TicketIntegration, system="memory"):
         self.webhook_secret = webhook_secret
 
     @classmethod
-    def from_settings(cls, settings: InMemorySettings, *, name: str) -> InMemoryTickets:
-        backend = file_store(settings.store_path) if settings.store_path else named_store(settings.store)
-        integration = cls(backend)
+    def from_settings(
+        cls, settings: InMemorySettings, *, name: str, shared: SharedResources | None = None
+    ) -> InMemoryTickets:
+        """Over the store `settings` name, taken from `shared` (a store of its own when nothing is shared)."""
+        integration = cls(shared_store(settings, shared if shared is not None else SharedResources()))
         integration.apply_settings(settings, name=name)
         return integration
 

@@ -71,6 +71,7 @@ from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
     IntegrationSettings,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -341,7 +342,9 @@ class RedmineTickets(TicketIntegration, system="redmine"):
         self._cache = _Cached()
 
     @classmethod
-    def from_settings(cls, settings: RedmineSettings, *, name: str) -> RedmineTickets:
+    def from_settings(
+        cls, settings: RedmineSettings, *, name: str, shared: SharedResources | None = None
+    ) -> RedmineTickets:
         integration = cls(
             settings.base_url,
             settings.api_key,

@@ -33,6 +33,7 @@ from data_manager.collectors.tickets.integration import (
     EventAction,
     IntegrationConfigSchema,
     IntegrationSettings,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -195,7 +196,9 @@ class BugzillaBackend(TicketIntegration, system="bugzilla"):
         ]
 
     @classmethod
-    def from_settings(cls, settings: BugzillaSettings, *, name: str) -> BugzillaBackend:
+    def from_settings(
+        cls, settings: BugzillaSettings, *, name: str, shared: SharedResources | None = None
+    ) -> BugzillaBackend:
         integration = cls(
             settings.base_url or "",
             settings.api_key or "",

@@ -6,7 +6,10 @@ Responses", "Limit Info Header"; OAuth 2.0 client credentials / refresh token fl
 * errors are a JSON list `[{"message", "errorCode", "fields"}]`; the code is named in every error;
 * an expired or revoked session is 401 `INVALID_SESSION_ID`: with an OAuth flow we obtain a new token
   and repeat the request once (never more); a static `access_token` cannot be renewed, so that is a
-  clear "expired" error;
+  clear "expired" error. The identity service (`/services/oauth2/userinfo`, which proves our
+  credentials) refuses the same session with **403** and the plain-text body `Bad_OAuth_Token`
+  (Salesforce's Mobile SDK: "It returns a 403 for an invalid access token"); that is the same expired
+  session, renewed the same way, never a permission error;
 * the org's rolling 24-hour allocation, once used up, is **403** `REQUEST_LIMIT_EXCEEDED` (not 429,
   no Retry-After): transient, retried after a long pause;
 * every response carries `Sforce-Limit-Info: api-usage=N/M`; above `limit_threshold` of M we pause
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_PATH = "services/oauth2/token"
 LIMIT_HEADER = "Sforce-Limit-Info"
+BAD_OAUTH_TOKEN = "Bad_OAuth_Token"  # the identity service's (userinfo's) 403 body for a refused session
 _USAGE = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 DEFAULT_LIMIT_BACKOFF_SECONDS = 900.0
 
@@ -72,6 +76,11 @@ def error_codes(response: requests.Response) -> list[str]:
     if isinstance(body, list):
         return [str(item.get("errorCode")) for item in body if isinstance(item, dict) and item.get("errorCode")]
     return []
+
+
+def is_bad_oauth_token(response: requests.Response) -> bool:
+    """The identity service's refusal of an expired or invalid session: 403 with the one word `Bad_OAuth_Token`."""
+    return response.status_code == 403 and response.text.strip() == BAD_OAUTH_TOKEN
 
 
 class TokenSource:
@@ -239,7 +248,7 @@ class SalesforceClient(ApiClient):
         self._observe(response)
         codes = error_codes(response)
         status = response.status_code
-        if status == 401 and TOKEN_PATH not in url:
+        if (status == 401 and TOKEN_PATH not in url) or is_bad_oauth_token(response):
             expired = SessionExpired(
                 self.redact(f"{method} {url} answered 401: {http.server_message(response)}"), status=401
             )

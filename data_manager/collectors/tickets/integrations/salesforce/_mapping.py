@@ -143,6 +143,14 @@ def case_snapshot(
     )
 
 
+def display_name(snapshot: TicketSnapshot) -> str | None:
+    """`Case <CaseNumber>: <Subject>` (`Case <CaseNumber>` without a subject); None (the standard name) without a number."""
+    number = snapshot.extra.get("case_number")
+    if not number:
+        return None
+    return f"Case {number}: {snapshot.data.title}" if snapshot.data.title.strip() else f"Case {number}"
+
+
 def case_fields_for(
     fields: Mapping[str, Any], status_map: Mapping[str, Status] | None = None, *, origin: str | None = None
 ) -> dict[str, Any]:

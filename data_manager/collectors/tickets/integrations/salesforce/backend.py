@@ -30,6 +30,7 @@ from data_manager.collectors.tickets.errors import (
 from data_manager.collectors.tickets.http import NotFoundError
 from data_manager.collectors.tickets.integration import (
     EventAction,
+    SharedResources,
     TicketEvent,
     TicketIntegration,
     TicketRef,
@@ -51,6 +52,7 @@ from data_manager.collectors.tickets.integrations.salesforce._outbound import (
     parse_outbound_message,
 )
 from data_manager.collectors.tickets.integrations.salesforce.config import (
+    COMMENT_VISIBILITIES,
     DEFAULT_API_VERSION,
     SalesforceConfigSchema,
     SalesforceSettings,
@@ -96,6 +98,7 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         api_version: str = DEFAULT_API_VERSION,
         soql_where: str | None = None,
         include_private_comments: bool = False,
+        comment_visibility: str = "public",
         organization_id: str | None = None,
         origin: str | None = None,
         record_type_id: str | None = None,
@@ -130,6 +133,12 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         self.base_url = self.instance_url
         self.soql_where = _soql.validate_where(soql_where, f"{KEY_PATH}.soql_where")
         self.include_private_comments = bool(include_private_comments)
+        if comment_visibility not in COMMENT_VISIBILITIES:
+            raise ConfigError(
+                f"must be one of {', '.join(COMMENT_VISIBILITIES)}, not {comment_visibility!r}",
+                f"{KEY_PATH}.comment_visibility",
+            )
+        self.comment_visibility = comment_visibility
         self.organization_id = to_18(organization_id) if organization_id else None
         self.origin = origin or None
         self.record_type_id = to_18(record_type_id) if record_type_id else None
@@ -158,7 +167,18 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         )
 
     @classmethod
-    def from_settings(cls, settings: SalesforceSettings, *, name: str) -> SalesforceBackend:
+    def settings_warnings(cls, settings: Any, key_path: str) -> list[str]:
+        if settings.comment_visibility == "internal" and not settings.include_private_comments:
+            return [
+                f"{key_path}.comment_visibility is internal but include_private_comments is false: comments "
+                f"written through Ticket.comment are not read back (Ticket.read) nor stored"
+            ]
+        return []
+
+    @classmethod
+    def from_settings(
+        cls, settings: SalesforceSettings, *, name: str, shared: SharedResources | None = None
+    ) -> SalesforceBackend:
         integration = cls(
             settings.instance_url or "",
             settings.access_token,
@@ -168,6 +188,7 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
             api_version=settings.api_version or DEFAULT_API_VERSION,
             soql_where=settings.soql_where,
             include_private_comments=settings.include_private_comments,
+            comment_visibility=settings.comment_visibility,
             organization_id=settings.organization_id,
             origin=settings.origin,
             record_type_id=settings.record_type_id,
@@ -262,6 +283,10 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
             include_private_comments=self.include_private_comments,
             status_map=self.status_map,
         )
+
+    def display_name(self, snapshot: TicketSnapshot) -> str | None:
+        """`Case 00001026: <Subject>`: people know Cases by their CaseNumber, not by the 18-character Id."""
+        return _mapping.display_name(snapshot)
 
     @staticmethod
     def _ref(snapshot: TicketSnapshot) -> TicketRef:
@@ -421,8 +446,14 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
         except NotFoundError:
             raise TicketGone(case_id, "Salesforce") from None
 
-    def add_comment(self, ticket_id: str, comment: Comment) -> None:
-        """A published CaseComment (the model has no comment visibility yet). Over 4,000 bytes is refused."""
+    def add_comment(self, ticket_id: str, comment: Comment, *, public: bool | None = None) -> None:
+        """A CaseComment on the Case; over 4,000 bytes is refused and nothing is sent.
+
+        The model's `Comment` has no visibility, so `Ticket.comment(...)` posts what `comment_visibility`
+        says (public by default: `IsPublished`, seen by customers in portals and possibly emailed to the
+        contact; `internal`: agents only). Code that holds the backend chooses per comment with `public=`.
+        Salesforce records the API user as the author (`CreatedBy`); `comment.author` is not sent.
+        """
         case_id = self.case_id(ticket_id)
         size = _mapping.comment_body_bytes(comment.text)
         if size > _mapping.COMMENT_BODY_LIMIT_BYTES:
@@ -431,8 +462,8 @@ class SalesforceBackend(TicketIntegration, system="salesforce"):
                 f"is {size} bytes (UTF-8). Shorten it or split it into several comments; nothing was sent.",
                 status=400,
             )
-        # The model's Comment has no visibility, so a comment written through the facade is published.
-        body = {"ParentId": case_id, "CommentBody": comment.text, "IsPublished": True}
+        published = self.comment_visibility == "public" if public is None else bool(public)
+        body = {"ParentId": case_id, "CommentBody": comment.text, "IsPublished": published}
         try:
             self.client.request("POST", self._path("sobjects", "CaseComment"), json=body)
         except PermanentError as exc:

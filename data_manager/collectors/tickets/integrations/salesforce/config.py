@@ -16,6 +16,9 @@ from data_manager.collectors.tickets.integrations.salesforce._soql import valida
 from data_manager.collectors.tickets.model import Status
 
 DEFAULT_API_VERSION = "62.0"
+# What `Ticket.comment(...)` posts: a public CaseComment (IsPublished: customers see it in portals, and an org
+# that notifies contacts of case comments emails it) or an internal one. The model's Comment has no visibility.
+COMMENT_VISIBILITIES = ("public", "internal")
 _STATES = [s.value for s in Status]
 
 
@@ -45,6 +48,7 @@ class SalesforceSettings(IntegrationSettings):
     refresh_token: str | None = None
     soql_where: str | None = None
     include_private_comments: bool = False
+    comment_visibility: str = "public"
     organization_id: str | None = None
     origin: str | None = None
     record_type_id: str | None = None
@@ -68,6 +72,7 @@ class SalesforceConfigSchema(IntegrationConfigSchema):
     refresh_token = fields.String(load_default=None, allow_none=True)
     soql_where = fields.String(load_default=None, allow_none=True, validate=_soql_condition)  # e.g. "Origin = 'Web'"
     include_private_comments = fields.Boolean(load_default=False)  # IsPublished = false comments are internal
+    comment_visibility = fields.String(load_default="public", validate=validate.OneOf(COMMENT_VISIBILITIES))
     organization_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(ID_PATTERN.pattern))
     origin = fields.String(load_default=None, allow_none=True)  # Origin of cases `create` makes
     record_type_id = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(ID_PATTERN.pattern))

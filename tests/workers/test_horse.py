@@ -1,0 +1,205 @@
+"""`tickets worker`'s long-lived work horse, as real processes on a real Redis.
+
+The horse keeps its connections across jobs; a horse that dies or overruns a job's timeout costs its
+started jobs one retry each and is replaced; the horse never outlives its worker; `--concurrency N`
+runs N jobs at once and a webhook during a running job still gives exactly one re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rq.job import Job
+
+from data_manager.collectors.tickets.memory_backend import FileBackedBackend
+from data_manager.collectors.tickets.model import TicketData
+from data_manager.config import load_config
+from service.runtime import Runtime
+from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
+from tests.pipeline_support.configs import write_config
+from tests.pipeline_support.processes import Process, cli, start_worker, wait_for
+from workers import ops
+from workers.recovery import pid_alive
+
+FAST_RETRIES = {"retry_base_seconds": 0.2, "retry_max_seconds": 0.5, "max_attempts": 4, "lease_seconds": 3}
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> FileBackedBackend:
+    return FileBackedBackend(tmp_path / "upstream.json")
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+def runtime_for(config: Path) -> Runtime:
+    return Runtime(load_config(config))
+
+
+def horse_pid(runtime: Runtime) -> int:
+    for raw in runtime.redis.smembers(runtime.names.leased_workers):
+        info = runtime.redis.get(runtime.names.worker_lease(raw.decode()) + ":info")
+        if info and json.loads(info).get("horse_pid"):
+            return int(json.loads(info)["horse_pid"])
+    return 0
+
+
+def with_timeout(runtime: Runtime, job_id: str, seconds: int) -> None:
+    """A shorter timeout than config allows (`workers.job_timeout_seconds` >= 10), for one job."""
+    runtime.redis.hset(Job.key_for(job_id), "timeout", seconds)
+
+
+def stored(runtime: Runtime, ticket_id: str) -> str:
+    ticket = runtime.persistence.get("memory", ticket_id)
+    return ticket.content if ticket else ""
+
+
+@pytest.mark.parametrize(("flags", "proofs"), [((), 1), (("--fork",), 6)])
+def test_the_horse_keeps_its_integrations_across_jobs(
+    tmp_path: Path, redis_url: str, workers: list, flags: tuple[str, ...], proofs: int
+) -> None:
+    """A removal proves the credentials first, and an integration remembers its proof for a minute: six
+    removals prove once when one integration (with its HTTP session) serves them all, six times with a
+    horse per job."""
+    with start_fake_jira(issues=6, deployment="cloud") as jira:
+        source = {"enabled": True, "base_url": jira.url, "username": DEFAULT_USERNAME, "api_token": DEFAULT_TOKEN}
+        config = write_config(tmp_path, redis_url, sources={"jira": {**source, "jql_query": "project = PROJ"}})
+        runtime = runtime_for(config)
+        keys = sorted(jira.fake.issues)
+        for key in keys:
+            runtime.coalescer.submit("jira", key)
+        run = start_worker(config, tmp_path, "--burst", "--no-scheduler", *flags, name="store", redis_url=redis_url)
+        workers.append(run)
+        assert run.popen.wait(timeout=120) == 0, run.log()
+        assert runtime.persistence.count("jira") == len(keys)
+
+        for key in keys:
+            jira.fake.delete_issue(key)
+            runtime.coalescer.submit("jira", key, delete=True)
+        before = len(jira.fake.requests)
+        run = start_worker(config, tmp_path, "--burst", "--no-scheduler", *flags, name="remove", redis_url=redis_url)
+        workers.append(run)
+        assert run.popen.wait(timeout=120) == 0, run.log()
+        assert runtime.persistence.count("jira") == 0
+        assert [path for _, path, _ in jira.fake.requests[before:]].count("/rest/api/3/myself") == proofs
+
+
+def test_a_killed_horse_costs_its_job_one_retry_and_a_new_horse_takes_over(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend, workers: list
+) -> None:
+    config = write_config(tmp_path, redis_url, workers=FAST_RETRIES)
+    runtime = runtime_for(config)
+    slow = upstream.create(TicketData(title="slow one"))
+    upstream.inject_fault(slow, delay_next=1, delay_seconds=30)
+    job_id = runtime.coalescer.submit("memory", slow).job_id
+    workers.append(start_worker(config, tmp_path, redis_url=redis_url))
+    wait_for(lambda: runtime.coalescer.state("memory", slow).get("state") == "running", 20, what="the slow job")
+    wait_for(lambda: horse_pid(runtime), 10, what="the lease to name the horse")
+    first = horse_pid(runtime)
+    assert pid_alive(first)
+    os.kill(first, signal.SIGKILL)
+
+    wait_for(lambda: "slow one" in stored(runtime, slow), 30, what="the retried job to store the ticket")
+    job = Job.fetch(job_id, connection=runtime.redis)
+    assert job.meta["attempts"] == 1 and "work horse died (signal 9)" in job.meta["error"]
+    assert job.get_status() == "finished" and upstream.fetch_count(slow) == 2
+    assert horse_pid(runtime) not in (0, first)  # a fresh horse runs the next jobs
+    assert ops.failed_jobs(runtime.redis, runtime.names) == []
+
+
+def test_a_job_overrunning_its_timeout_is_retried_through_the_policy(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend, workers: list
+) -> None:
+    config = write_config(tmp_path, redis_url, workers=FAST_RETRIES)
+    runtime = runtime_for(config)
+    hung = upstream.create(TicketData(title="hangs once"))
+    upstream.inject_fault(hung, delay_next=1, delay_seconds=60)
+    job_id = runtime.coalescer.submit("memory", hung).job_id
+    with_timeout(runtime, job_id, 2)
+    proc = start_worker(config, tmp_path, redis_url=redis_url)
+    workers.append(proc)
+    wait_for(lambda: "hangs once" in stored(runtime, hung), 30, what="the retry after the timeout")
+    job = Job.fetch(job_id, connection=runtime.redis)
+    assert "timed out after 2 s" in job.meta["error"], job.meta
+    assert upstream.fetch_count(hung) == 2
+    assert "job_timeout" in proc.log()
+
+
+def test_a_job_that_always_overruns_ends_in_the_failed_registry(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend, workers: list
+) -> None:
+    config = write_config(tmp_path, redis_url, workers={**FAST_RETRIES, "max_attempts": 2})
+    runtime = runtime_for(config)
+    hung = upstream.create(TicketData(title="always hangs"))
+    upstream.inject_fault(hung, delay_next=5, delay_seconds=60)
+    with_timeout(runtime, runtime.coalescer.submit("memory", hung).job_id, 1)
+    workers.append(start_worker(config, tmp_path, redis_url=redis_url))
+    wait_for(lambda: ops.failed_jobs(runtime.redis, runtime.names) != [], 40, what="the job to fail")
+    [failed] = ops.failed_jobs(runtime.redis, runtime.names)
+    assert failed.attempts == 2 and "timed out" in failed.error
+    assert runtime.coalescer.state("memory", hung) == {}  # the next webhook is not swallowed
+
+
+def test_the_horse_dies_with_its_worker_and_the_lease_recovers_the_job(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend, workers: list
+) -> None:
+    config = write_config(tmp_path, redis_url, workers=FAST_RETRIES)
+    runtime = runtime_for(config)
+    slow = upstream.create(TicketData(title="outlived"))
+    upstream.inject_fault(slow, delay_next=1, delay_seconds=30)
+    runtime.coalescer.submit("memory", slow)
+    first = start_worker(config, tmp_path, name="first", redis_url=redis_url)
+    workers.append(first)
+    wait_for(lambda: runtime.coalescer.state("memory", slow).get("state") == "running", 20, what="the slow job")
+    wait_for(lambda: horse_pid(runtime), 10, what="the lease to name the horse")
+    horse = horse_pid(runtime)
+    os.kill(first.pid, signal.SIGKILL)  # the worker only: its horse must not go on taking jobs
+    wait_for(lambda: not pid_alive(horse), 5, what="the horse to die with its worker")
+    workers.append(start_worker(config, tmp_path, name="second", redis_url=redis_url))
+    wait_for(lambda: "outlived" in stored(runtime, slow), 30, what="the job recovered through the lease")
+
+
+def test_concurrency_runs_jobs_at_once_and_a_webhook_during_a_run_gives_one_rerun(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend, workers: list
+) -> None:
+    config = write_config(tmp_path, redis_url, workers=FAST_RETRIES)
+    runtime = runtime_for(config)
+    ids = [upstream.create(TicketData(title=f"parallel {n}")) for n in range(4)]
+    for ticket_id in ids:
+        upstream.inject_fault(ticket_id, delay_next=1, delay_seconds=1.5)
+    job_ids = [runtime.coalescer.submit("memory", t).job_id for t in ids]
+    workers.append(start_worker(config, tmp_path, "--concurrency", "4", redis_url=redis_url))
+    busy = ids[0]
+    wait_for(lambda: runtime.coalescer.state("memory", busy).get("state") == "running", 20, what="a running job")
+    upstream.update(busy, {"title": "changed while running"})
+    submissions = [runtime.coalescer.submit("memory", busy).outcome.value for _ in range(3)]
+    assert submissions == ["rerun_scheduled", "coalesced", "coalesced"]
+
+    wait_for(lambda: "changed while running" in stored(runtime, busy), 30, what="the re-run")
+    wait_for(lambda: all(stored(runtime, t) for t in ids), 30, what="every ticket")
+    assert upstream.fetch_count(busy) == 2  # the run and exactly one re-run
+    spans = []
+    for job_id in job_ids:
+        job = Job.fetch(job_id, connection=runtime.redis)
+        assert job.started_at and job.ended_at
+        spans.append((job.started_at, job.ended_at))
+    latest_start, earliest_end = max(s for s, _ in spans), min(e for _, e in spans)
+    assert latest_start < earliest_end  # all four ran at the same time in one worker
+    wait_for(lambda: runtime.coalescer.state("memory", busy) == {}, 10, what="the state to clear")
+
+
+def test_concurrency_needs_the_long_lived_horse(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url)
+    for flag in ("--fork", "--no-fork"):
+        result = cli(config, "worker", "--burst", "--concurrency", "2", flag)
+        assert result.returncode == 2 and "--concurrency" in result.stderr, result.stderr
