@@ -2,10 +2,11 @@
 
     python -m bench [--quick] [--only NAME ...] [--list]
 
-Gathers each bench module listed in `MODULES` that exists and has `rows(quick: bool) -> list[Row]`
-(`bench.table.Row`), runs them one after the other (never two at once: they would measure each
-other) and prints one table with the goal beside each figure. `--quick` asks every module for
-smaller counts (a smoke run; the ratios are noisier). `--only` runs the named modules only.
+Gathers each bench module listed in `MODULES` that exists and has `rows()` or `run()` returning
+rows (`bench.table.Row`, or mappings / objects with name, value, baseline, ratio, goal), runs them
+one after the other (never two at once: they would measure each other) and prints one table with
+the goal beside each figure. `--quick` asks every module for smaller counts (a `quick` argument, or
+a smaller `tickets`; a smoke run, the ratios are noisier). `--only` runs the named modules only.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from bench.table import Row, format_table
+from bench.table import Row, as_row, format_table
 
 # In table order. A module that has not landed yet is skipped (listed with --list).
 MODULES = (
@@ -34,15 +37,33 @@ MODULES = (
 )
 
 
-def available() -> dict[str, Callable[[bool], list[Row]] | None]:
-    """Module name -> its `rows`, or None when the module is missing or has no `rows`."""
-    found: dict[str, Callable[[bool], list[Row]] | None] = {}
+QUICK_TICKETS = 2000  # what --quick asks of a module whose figures take a `tickets` count
+
+
+def available() -> dict[str, Callable[..., Iterable[Any]] | None]:
+    """Module name -> its `rows` (or `run`), or None when the module is missing or has neither."""
+    found: dict[str, Callable[..., Iterable[Any]] | None] = {}
     for name in MODULES:
         if importlib.util.find_spec(f"bench.{name}") is None:
             found[name] = None
             continue
-        found[name] = getattr(importlib.import_module(f"bench.{name}"), "rows", None)
+        module = importlib.import_module(f"bench.{name}")
+        found[name] = getattr(module, "rows", None) or getattr(module, "run", None)
     return found
+
+
+def gather(measure: Callable[..., Iterable[Any]], quick: bool) -> list[Row]:
+    """Call a module's `rows`/`run` with what it accepts of --quick, and read its rows in whatever shape."""
+    accepted = inspect.signature(measure).parameters
+    kwargs: dict[str, Any] = {}
+    if "quick" in accepted:
+        kwargs["quick"] = quick
+    elif quick and "tickets" in accepted:
+        kwargs["tickets"] = QUICK_TICKETS
+    for name in ("echo", "log", "say"):  # progress lines go to stderr, the table alone to stdout
+        if name in accepted:
+            kwargs[name] = lambda line: print(line, file=sys.stderr, flush=True)
+    return [as_row(item) for item in measure(**kwargs)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", file=sys.stderr, flush=True)
         started = time.monotonic()
         try:
-            table.extend(rows(args.quick))
+            table.extend(gather(rows, args.quick))
         except Exception as exc:  # one broken bench never hides the others' figures
             traceback.print_exc()
             table.append(Row.skipped(name, "", f"{type(exc).__name__}: {exc}"))

@@ -168,8 +168,9 @@ def compare(small: int, large: int, rounds: int, *, say: Any = print) -> list[Ro
                 f"{new_ms:.2f} ms",
                 f"{unchanged_ms:.2f} ms",
                 ratio(new_ms, unchanged_ms),
-                "",
-                f"goal <= {COST_GOAL_MS:g} ms per new ticket: {'met' if new_ms <= COST_GOAL_MS else 'NOT met'}",
+                f"<= {COST_GOAL_MS:g} ms per new ticket",
+                "the goal is on ours (files fsynced, group commit)",
+                new_ms,
             )
         )
     peak_small, peak_large = best(small, "peak"), best(large, "peak")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 _COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 
@@ -23,8 +24,9 @@ class Row:
     value: str
     baseline: str
     ratio: float
-    goal: str  # "<= 1.1", ">= 0.95"; "" when the row only informs
+    goal: str  # "<= 1.1", ">= 0.95" (on the ratio); "<= 1 ms per ticket" (with a unit: on `amount`); "" informs
     note: str = ""
+    amount: float | None = None  # ours as a number, for a goal stated in a unit rather than as a ratio
 
     @classmethod
     def skipped(cls, name: str, goal: str, reason: str) -> Row:
@@ -34,10 +36,35 @@ class Row:
     @property
     def met(self) -> bool | None:
         """Whether the ratio meets the goal; None when there is no goal or no measurement."""
-        if not self.goal or math.isnan(self.ratio):
+        parts = self.goal.split(maxsplit=2)
+        if len(parts) < 2 or parts[0] not in _COMPARE:
             return None
-        sign, _, bound = self.goal.partition(" ")
-        return bool(_COMPARE[sign](self.ratio, float(bound)))
+        measured = self.amount if len(parts) == 3 else self.ratio  # "<= 1 ms per ticket": on ours, not the ratio
+        if measured is None or math.isnan(measured):
+            return None
+        return bool(_COMPARE[parts[0]](measured, float(parts[1])))
+
+
+def as_row(item: Any) -> Row:
+    """A row from another module's shape: a `Row`, a mapping, or an object with name/value/baseline/ratio/goal."""
+    if isinstance(item, Row):
+        return item
+
+    def get(key: str, default: Any = None) -> Any:
+        return item.get(key, default) if isinstance(item, Mapping) else getattr(item, key, default)
+
+    value, baseline, unit = get("value"), get("baseline"), get("unit", "")
+    number = float(value) if isinstance(value, (int, float)) else None
+    found = get("ratio")
+    return Row(
+        str(get("name", "?")),
+        f"{value:.3f} {unit}".strip() if isinstance(value, float) else str(value),
+        f"{baseline:.3f} {unit}".strip() if isinstance(baseline, float) else str(baseline),
+        float(found) if isinstance(found, (int, float)) else math.nan,
+        str(get("goal") or ""),
+        str(get("note") or get("detail") or ""),
+        number,
+    )
 
 
 def ratio(ours: float, baseline: float) -> float:
