@@ -94,6 +94,30 @@ class PersistenceSchema(Schema):
     trash_days = fields.Float(load_default=7.0, validate=validate.Range(min=0, max=3650))
 
 
+STORE_PATH = "data_manager.store"
+_STORE_SCHEMES = ("file:", "postgresql://", "postgres://")
+
+
+def _store_url(value: str) -> bool:
+    """`file:` (the embedded store: files + SQLite in `data_path`) or a PostgreSQL URL."""
+    if value.strip() == "file:" or value.startswith(_STORE_SCHEMES[1:]):
+        return True
+    raise ValidationError("must be file: (the embedded store) or postgresql://user@host/db")
+
+
+class StoreSchema(Schema):
+    """Where tickets are kept: `file:` (default: files + SQLite in data_path) or `postgresql://...`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = fields.String(load_default="file:", validate=_store_url)
+    pool_min_size = fields.Integer(load_default=1, validate=validate.Range(min=0, max=64))
+    pool_max_size = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
+    statement_timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=3600))
+    connect_timeout_seconds = fields.Integer(load_default=10, validate=validate.Range(min=1, max=300))
+
+
 class WebhooksSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -126,6 +150,7 @@ class AppConfig:
     persistence: dict[str, Any] = field(default_factory=lambda: dict(PersistenceSchema().load({})))
     webhooks: dict[str, Any] = field(default_factory=dict)
     workers: dict[str, Any] = field(default_factory=lambda: dict(WorkersSchema().load({})))
+    store: dict[str, Any] = field(default_factory=lambda: dict(StoreSchema().load({})))
     source_path: str = ""
     warnings: list[str] = field(default_factory=list)
     # instance name -> system type, for every instance (a missing name here means name == system)
@@ -275,10 +300,24 @@ def parse_config(raw: Any, env: Mapping[str, str] | None = None, source_path: st
         persistence=section("persistence", PersistenceSchema()),
         webhooks=section("webhooks", WebhooksSchema()),
         workers=section("workers", WorkersSchema()),
+        store=_store_section(dm, env),
         source_path=source_path,
         warnings=warnings,
         source_types=source_types,
     )
+
+
+def _store_section(dm: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """`data_manager.store`, with `DATABASE_URL` overriding its url; errors name `data_manager.store.<key>`."""
+    raw = substitute_env(_as_mapping(dm.get("store"), STORE_PATH), STORE_PATH, env)
+    if env.get("DATABASE_URL"):
+        raw["url"] = env["DATABASE_URL"]
+    if raw.get("url") in (None, ""):
+        raw.pop("url", None)
+    store = dict(_load_schema(StoreSchema(), raw, STORE_PATH))
+    if store["pool_min_size"] > store["pool_max_size"]:
+        raise ConfigError("must not exceed pool_max_size", f"{STORE_PATH}.pool_min_size")
+    return store
 
 
 def _system_type(name: str, raw: Mapping[str, Any], key_path: str, env: Mapping[str, str]) -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 from redis import Redis
 
 from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.postgres import PoolSettings, PostgresPersistence
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.integration import TicketIntegration
 from data_manager.collectors.tickets.ticket_manager import TicketManager
@@ -50,7 +52,7 @@ class Runtime:
         self._per_thread: threading.local | None = None  # set by `integrations_per_thread`
         self._lock = threading.Lock()
         self._redis: Redis | None = None
-        self._persistence: PersistenceService | None = None
+        self._persistence: TicketStore | None = None
         self._coalescer: Coalescer | None = None
 
     @classmethod
@@ -101,11 +103,19 @@ class Runtime:
             return self._redis
 
     @property
-    def persistence(self) -> PersistenceService:
+    def persistence(self) -> TicketStore:
+        """The store `data_manager.store.url` selects (built once; a PostgreSQL pool opens per process)."""
         with self._lock:
             if self._persistence is None:
-                self._persistence = PersistenceService(Path(self.config.data_path))
+                self._persistence = build_store(self.config)
             return self._persistence
+
+    def require_current_schema(self) -> None:
+        """Refuse to run on a store older than this code (the message names `tickets db upgrade`).
+
+        The embedded store is not even opened here: its catalog upgrades itself when it opens."""
+        if not is_embedded(self.config):
+            self.persistence.require_current_schema()
 
     @property
     def coalescer(self) -> Coalescer:
@@ -130,3 +140,25 @@ class Runtime:
         self.manager  # noqa: B018 - integrations, before the first fork
         self.coalescer  # noqa: B018 - the Redis client and scripts; connections open lazily per process
         self.persistence  # noqa: B018 - opens the catalog and keeps it open for the worker's lifetime
+
+
+def is_embedded(config: AppConfig) -> bool:
+    """Whether `data_manager.store.url` selects the embedded store (files + SQLite in `data_path`)."""
+    return not str(config.store["url"]).startswith(("postgresql://", "postgres://"))
+
+
+def build_store(config: AppConfig) -> TicketStore:
+    """`file:` → the embedded store in `data_path`; `postgresql://...` → PostgreSQL (nothing is connected yet)."""
+    store = config.store
+    url = str(store["url"])
+    if not is_embedded(config):
+        return PostgresPersistence(
+            url,
+            PoolSettings(
+                min_size=int(store["pool_min_size"]),
+                max_size=int(store["pool_max_size"]),
+                statement_timeout_seconds=float(store["statement_timeout_seconds"]),
+                connect_timeout_seconds=int(store["connect_timeout_seconds"]),
+            ),
+        )
+    return PersistenceService(Path(config.data_path))

@@ -23,6 +23,7 @@ from tests.pipeline_support.fixtures import (  # noqa: F401
     redis_database,
     redis_url,
 )
+from tests.pipeline_support.postgres_db import postgres_url  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

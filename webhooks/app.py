@@ -324,6 +324,7 @@ def create_app(config: AppConfig | str | os.PathLike[str] | None = None, *, redi
     if not isinstance(config, AppConfig):
         config = load_config(config_path(config))
     runtime = Runtime(config, role=Role.WEB, redis=redis)
+    runtime.require_current_schema()
     app = Flask("webhooks")
     app.config["MAX_CONTENT_LENGTH"] = config.webhooks["max_body_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]

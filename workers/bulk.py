@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
 from data_manager.collectors.tickets.resync import (
     DeleteGuard,
@@ -43,7 +43,7 @@ class BulkDispatcher:
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         refs: Iterable[TicketRef],
         summary: ResyncSummary,

@@ -1,4 +1,4 @@
-"""`tickets`: resync, worker, status, changes, failed list|requeue|purge, check-config (one console script).
+"""`tickets`: resync, worker, status, changes, export, import, failed list|requeue|purge, check-config.
 
 `--config PATH` (or TICKETS_CONFIG) picks the config file for every command.
 """
@@ -17,15 +17,17 @@ import click
 import yaml
 from redis.exceptions import RedisError
 
-from data_manager.collectors.persistence import PersistenceError, PersistenceService
+from data_manager.collectors.persistence import PersistenceError
+from data_manager.collectors.postgres import redact_url
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.errors import ConfigError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.resync import DeleteGuard
 from data_manager.config import AppConfig, config_path, load_config
 from service.connection import Role, redacted_url
 from service.logs import configure_logging
-from service.runtime import Runtime
-from workers import feed, ops
+from service.runtime import Runtime, build_store
+from workers import feed, ops, transfer
 from workers.bulk import enqueue_resync
 from workers.progress import ProgressReporter
 from workers.worker import WorkerMode, run_worker
@@ -57,7 +59,7 @@ class CliState:
         return self._runtime
 
     @property
-    def persistence(self) -> PersistenceService:
+    def persistence(self) -> TicketStore:
         """The configured store (the commands that read or write only the store need nothing else)."""
         return self.runtime.persistence
 
@@ -288,6 +290,8 @@ def worker(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except PersistenceError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 # -- status ------------------------------------------------------------------------------------------
@@ -357,17 +361,37 @@ def status(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def restore(state: CliState, system: str, ticket_id: str) -> None:
     """Put the trashed copy of a removed ticket back (the next sync of it decides its fate as usual)."""
-    persistence = PersistenceService(state.config.data_path)
+    persistence = build_store(state.config)
     try:
         removal = persistence.restore(system, ticket_id)
+        where = persistence.location(removal.hash)
     except PersistenceError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         persistence.close()
-    click.echo(
-        f"restored {system} {ticket_id} (removed {removal.removed_at}: {removal.reason}) to "
-        f"{persistence.content_path(removal.hash)}"
-    )
+    click.echo(f"restored {system} {ticket_id} (removed {removal.removed_at}: {removal.reason}) to {where}")
+
+
+# -- db ----------------------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The store's schema (PostgreSQL; the embedded store upgrades itself)."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(state: CliState) -> None:
+    """Bring the store's schema up to date in place (safe to run again, and from several machines at once)."""
+    store = build_store(state.config)
+    try:
+        applied = store.upgrade_schema()
+    except PersistenceError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if applied:
+        click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    click.echo("the schema is up to date")
 
 
 # -- failed ------------------------------------------------------------------------------------------
@@ -460,6 +484,7 @@ def check_config(state: CliState) -> None:
     click.echo(f"resync: {yaml.safe_dump(config.resync, default_flow_style=True).strip()}")
     click.echo(f"webhooks: {yaml.safe_dump(config.webhooks, default_flow_style=True).strip()}")
     click.echo(f"persistence: {yaml.safe_dump(config.persistence, default_flow_style=True).strip()}")
+    click.echo(f"store: {redact_url(str(config.store['url']))}")
     warnings = list(config.warnings)
     if not config.enabled_systems:
         warnings.append("no ticket system is enabled: the webhook service has no endpoints and resync does nothing")
@@ -473,6 +498,8 @@ def check_config(state: CliState) -> None:
 
 
 main.add_command(feed.changes)
+main.add_command(transfer.export_command)
+main.add_command(transfer.import_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

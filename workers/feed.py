@@ -17,7 +17,7 @@ from typing import Protocol
 import click
 
 from data_manager.collectors.changes import Change
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 
 FOLLOW_WAIT_SECONDS = 0.5  # how long one wait lasts before the stop flag is looked at again
 
@@ -26,7 +26,7 @@ class HasStore(Protocol):
     """What the commands here need from the CLI's state: the configured store."""
 
     @property
-    def persistence(self) -> PersistenceService: ...
+    def persistence(self) -> TicketStore: ...
 
 
 def format_change(change: Change, as_json: bool) -> str:
@@ -52,7 +52,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
 
 
 def stream_changes(
-    store: PersistenceService,
+    store: TicketStore,
     after: int,
     limit: int,
     emit: Callable[[Change], None],

@@ -12,7 +12,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 from service.coalesce import JOB_FUNCTION, Coalescer
 from service.settings import Names
 from service.worker_health import scheduler_problems, worker_health
@@ -104,9 +104,7 @@ def purge(connection: Redis, failed: FailedJob) -> None:
     FailedJobRegistry(failed.queue, connection=connection).remove(failed.job, delete_job=True)
 
 
-def status(
-    connection: Redis, names: Names, persistence: PersistenceService | None, systems: Iterable[str]
-) -> dict[str, Any]:
+def status(connection: Redis, names: Names, persistence: TicketStore | None, systems: Iterable[str]) -> dict[str, Any]:
     queues = []
     for queue_name in names.queues:
         queue = Queue(queue_name, connection=connection)

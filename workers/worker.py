@@ -24,6 +24,7 @@ from rq import Queue
 from rq.worker import BaseWorker
 
 from data_manager.collectors.housekeeping import remove_orphaned_temp_files, startup_check
+from data_manager.collectors.persistence import PersistenceService
 from service.logs import log_event
 from service.runtime import Runtime
 from workers.abandoned import worker_class_for
@@ -86,9 +87,14 @@ def run_worker(
     max_jobs: int | None = None,
     logging_level: str = "INFO",
 ) -> bool:
+    runtime.require_current_schema()  # an out-of-date PostgreSQL schema: refuse, naming `tickets db upgrade`
     runtime.prepare_for_jobs()  # once, before the first fork
-    startup_check(runtime.persistence)  # crash leftovers: old temp files, catalog rows out of step with files
-    tickets_dir = runtime.persistence.tickets_dir
+    store = runtime.persistence
+    # The embedded store's crash leftovers: old temp files, catalog rows out of step with files. (PostgreSQL
+    # writes in one transaction: a crash leaves nothing to repair.)
+    tickets_dir = store.tickets_dir if isinstance(store, PersistenceService) else None
+    if isinstance(store, PersistenceService):
+        startup_check(store)
     last_sweep = time.monotonic()
     worker = build_worker(runtime, queues, name=name, mode=mode, concurrency=concurrency)
     settings, names = runtime.settings, runtime.names
@@ -109,7 +115,8 @@ def run_worker(
         nonlocal last_sweep
         if time.monotonic() - last_sweep > TEMP_SWEEP_SECONDS:
             last_sweep = time.monotonic()
-            remove_orphaned_temp_files(tickets_dir)
+            if tickets_dir is not None:
+                remove_orphaned_temp_files(tickets_dir)
 
     attempt = 0
     while True:

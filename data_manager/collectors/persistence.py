@@ -329,6 +329,29 @@ def _refuse_other_owner(resource: BaseResource, path: Path, meta_path: Path) -> 
         )
 
 
+def persist_resource_files(resource: BaseResource, target_dir: str | os.PathLike[str], *, fsync: bool = True) -> Path:
+    """The seed's `persist_resource`: a resource's content and metadata files in `target_dir`; the content path.
+
+    As idempotent as `upsert`: a file whose bytes already match is not written (it keeps its inode and
+    mtime). A file that holds another resource mapping to the same name (`a/b`, `a_b`) is refused.
+    """
+    directory = Path(target_dir)
+    path = directory / resource.get_filename()
+    meta_path = path.with_name(path.name + META_SUFFIX)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _refuse_other_owner(resource, path, meta_path)
+        content = resource.get_content()
+        if _differs(path, content):
+            atomic_write(path, content, fsync=fsync)
+        meta = metadata_yaml(resource)
+        if meta and _differs(meta_path, meta):
+            atomic_write(meta_path, meta, fsync=fsync)
+    except OSError as exc:
+        raise PersistenceError(f"cannot write resource {resource.get_hash()} to {path}: {exc.strerror}") from None
+    return path
+
+
 class PersistenceService:
     """Ticket files under `<data_path>/tickets/` plus the SQLite catalog `<data_path>/catalog.sqlite3`."""
 
@@ -348,26 +371,18 @@ class PersistenceService:
 
     # -- the seed's API ----------------------------------------------------------------------------
     def persist_resource(self, resource: BaseResource, target_dir: str | os.PathLike[str]) -> Path:
-        """Write a resource's content and metadata into `target_dir` (no catalog); returns the content path.
+        """Write a resource's content and metadata into `target_dir` (no catalog); returns the content path."""
+        return persist_resource_files(resource, target_dir, fsync=self.fsync)
 
-        As idempotent as `upsert`: a file whose bytes already match is not written (it keeps its inode and
-        mtime). A file that holds another resource mapping to the same name (`a/b`, `a_b`) is refused.
-        """
-        directory = Path(target_dir)
-        path = directory / resource.get_filename()
-        meta_path = path.with_name(path.name + META_SUFFIX)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            _refuse_other_owner(resource, path, meta_path)
-            content = resource.get_content()
-            if _differs(path, content):
-                atomic_write(path, content, fsync=self.fsync)
-            meta = metadata_yaml(resource)
-            if meta and _differs(meta_path, meta):
-                atomic_write(meta_path, meta, fsync=self.fsync)
-        except OSError as exc:
-            raise PersistenceError(f"cannot write resource {resource.get_hash()} to {path}: {exc.strerror}") from None
-        return path
+    # -- the store itself ----------------------------------------------------------------------------
+    def location(self, hash_: str) -> str:
+        return str(self.content_path(hash_))
+
+    def require_current_schema(self) -> None:
+        """The catalog upgrades its own schema when it opens (one file, one process at a time): always current."""
+
+    def upgrade_schema(self) -> list[str]:
+        return []
 
     # -- the service's API -------------------------------------------------------------------------
     def content_path(self, hash_: str) -> Path:
@@ -783,8 +798,18 @@ class PersistenceService:
             )
         return [entry_from_row(row) for row in rows]
 
-    def iter_entries(self, source_type: str | None = None) -> Iterator[CatalogEntry]:
-        yield from self.list_entries(source_type)
+    def iter_entries(self, source_type: str | None = None, *, page: int = 500) -> Iterator[CatalogEntry]:
+        """Every entry (of one system), in hash order, read `page` at a time: memory stays flat for any count."""
+        query = "SELECT * FROM tickets WHERE hash > ?" + (" AND source = ?" if source_type is not None else "")
+        after = ""
+        while True:
+            args: tuple[Any, ...] = (after, source_type) if source_type is not None else (after,)
+            rows = self.catalog.read().execute(query + " ORDER BY hash LIMIT ?", (*args, page)).fetchall()
+            for row in rows:
+                yield entry_from_row(row)
+            if len(rows) < page:
+                return
+            after = rows[-1]["hash"]
 
     def ticket_ids(self, source_type: str) -> set[str]:
         rows = self.catalog.read().execute("SELECT ticket_id FROM tickets WHERE source = ?", (source_type,)).fetchall()

@@ -60,6 +60,9 @@ def _accepts_one(offered: Any, wanted: Any) -> bool:
     offered_origin, wanted_origin = _origin(offered), _origin(wanted)
     if not (isinstance(offered_origin, type) and isinstance(wanted_origin, type)):
         return False
+    if getattr(offered_origin, "_is_protocol", False):  # a Protocol (`TicketStore`) admits what has its members
+        members = [name for name in vars(offered_origin) if not name.startswith("_")]
+        return all(hasattr(wanted_origin, name) for name in members)
     if not issubclass(wanted_origin, offered_origin):
         return False
     offered_args, wanted_args = typing.get_args(offered), typing.get_args(wanted)

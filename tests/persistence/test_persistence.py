@@ -1,8 +1,8 @@
+"""The embedded store's own behaviour (files, fsync, the SQLite catalog); the contract both stores keep is in contract/."""
+
 from __future__ import annotations
 
-import multiprocessing
 import os
-import random
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,25 +59,6 @@ def test_a_removed_file_is_rewritten_even_if_the_catalog_matches(store: Persiste
     assert store.content_path("jira_PROJ-7").read_text() == "hello"
 
 
-def test_older_snapshot_never_overwrites_newer(store: PersistenceService) -> None:
-    store.upsert(resource("new", T0 + timedelta(minutes=5)))
-    assert store.upsert(resource("old", T0)) is UpsertOutcome.STALE
-    assert store.get("jira", "PROJ-7").content == "new"
-    assert store.upsert(resource("newer", T0 + timedelta(minutes=6))) is UpsertOutcome.WRITTEN
-    assert store.upsert(resource("same-time-new-content", T0 + timedelta(minutes=6))) is UpsertOutcome.WRITTEN
-
-
-def test_snapshot_without_update_time_is_written(store: PersistenceService) -> None:
-    store.upsert(resource("a", T0))
-    assert store.upsert(resource("b", None)) is UpsertOutcome.WRITTEN
-
-
-def test_metadata_change_alone_is_written(store: PersistenceService) -> None:
-    store.upsert(resource(project="A"))
-    assert store.upsert(resource(project="B")) is UpsertOutcome.WRITTEN
-    assert store.get("jira", "PROJ-7").metadata["extra"]["project"] == "B"
-
-
 def test_delete_removes_files_and_entry(store: PersistenceService) -> None:
     store.upsert(resource())
     assert store.delete("jira", "PROJ-7") is True
@@ -85,29 +66,6 @@ def test_delete_removes_files_and_entry(store: PersistenceService) -> None:
     assert not store.content_path("jira_PROJ-7").exists()
     assert not store.metadata_path("jira_PROJ-7").exists()
     assert store.delete("jira", "PROJ-7") is False
-
-
-def test_listing_by_source(store: PersistenceService) -> None:
-    store.upsert(resource(ticket_id="PROJ-1"))
-    store.upsert(resource(ticket_id="PROJ-2"))
-    store.upsert(TicketResource(ticket_id="5", content="x", source_type="redmine"))
-    assert [e.ticket_id for e in store.list_entries("jira")] == ["PROJ-1", "PROJ-2"]
-    assert store.ticket_ids("redmine") == {"5"}
-    assert store.count() == 3
-
-
-def test_two_ids_mapping_to_one_hash_are_refused_not_overwritten(store: PersistenceService) -> None:
-    store.upsert(TicketResource(ticket_id="a/b", content="first", source_type="x"))
-    with pytest.raises(PersistenceError, match=r"x:a_b .*x_a_b\.txt.*x:a/b"):
-        store.upsert(TicketResource(ticket_id="a_b", content="second", source_type="x"))
-    assert store.get("x", "a/b").content == "first"
-
-
-def test_persist_resource_keeps_the_seed_api(tmp_path: Path, store: PersistenceService) -> None:
-    path = store.persist_resource(resource(), tmp_path / "elsewhere")
-    assert path == tmp_path / "elsewhere" / "jira_PROJ-7.txt"
-    assert path.read_text() == "hello"
-    assert (tmp_path / "elsewhere" / "jira_PROJ-7.txt.meta.yaml").exists()
 
 
 def test_errors_name_the_resource_and_the_path(tmp_path: Path) -> None:
@@ -138,16 +96,6 @@ def test_no_temp_files_are_left_behind(store: PersistenceService) -> None:
     assert sorted(p.name for p in store.tickets_dir.iterdir()) == ["jira_PROJ-7.txt", "jira_PROJ-7.txt.meta.yaml"]
 
 
-def test_cursor_and_resync_records(store: PersistenceService) -> None:
-    assert store.get_cursor("jira") is None
-    store.set_cursor("jira", T0)
-    store.set_cursor("jira", T0 + timedelta(hours=1))
-    assert store.get_cursor("jira") == T0 + timedelta(hours=1)
-    store.record_resync("jira", {"fetched": 3, "failed": 0})
-    assert store.last_resync("jira")["fetched"] == 3
-    assert store.last_resync("redmine") is None
-
-
 def test_readers_never_see_a_torn_file(store: PersistenceService) -> None:
     versions = [("x" * 200_000) + str(i) for i in range(30)]
     stop = threading.Event()
@@ -168,41 +116,6 @@ def test_readers_never_see_a_torn_file(store: PersistenceService) -> None:
     stop.set()
     reader.join()
     assert seen and seen <= set(versions)
-
-
-def _write_many(data_path: str, seed: int, rounds: int) -> None:
-    store = PersistenceService(data_path, fsync=False)
-    rng = random.Random(seed)
-    for _ in range(rounds):
-        minute = rng.randrange(0, 1000)
-        ticket = f"PROJ-{rng.randrange(3)}"
-        store.upsert(resource(f"{ticket} at minute {minute}", T0 + timedelta(minutes=minute), ticket_id=ticket))
-
-
-def test_concurrent_writers_in_separate_processes_keep_the_newest(tmp_path: Path) -> None:
-    data_path = str(tmp_path / "data")
-    PersistenceService(data_path)
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_write_many, args=(data_path, seed, 60)) for seed in range(4)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-        assert process.exitcode == 0
-    # Replay the same random choices to know the newest version each ticket must end at.
-    newest: dict[str, int] = {}
-    for seed in range(4):
-        rng = random.Random(seed)
-        for _ in range(60):
-            minute = rng.randrange(0, 1000)
-            ticket = f"PROJ-{rng.randrange(3)}"
-            newest[ticket] = max(newest.get(ticket, -1), minute)
-    store = PersistenceService(data_path)
-    for ticket, minute in newest.items():
-        stored = store.get("jira", ticket)
-        assert stored is not None
-        assert stored.content == f"{ticket} at minute {minute}"
-        assert stored.entry.updated_at == (T0 + timedelta(minutes=minute)).isoformat()
 
 
 def test_a_forked_child_opens_its_own_catalog_connection(store: PersistenceService) -> None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
-from data_manager.collectors.persistence import PersistenceService, UpsertOutcome
+from data_manager.collectors.persistence import UpsertOutcome
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.ticket_resource import TicketResource
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class GroupCommitter:
 
     def __init__(
         self,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         *,
         max_batch: int = MAX_BATCH,
         max_delay: float = MAX_DELAY_SECONDS,

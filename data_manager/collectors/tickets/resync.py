@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import CredentialsRefused
 from data_manager.collectors.tickets.group_commit import GroupCommitter
@@ -216,7 +216,7 @@ class Dispatcher(Protocol):
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         refs: Iterable[TicketRef],
         summary: ResyncSummary,
@@ -226,7 +226,7 @@ class Dispatcher(Protocol):
 
 def start_plan(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,
@@ -247,7 +247,7 @@ def start_plan(
     return ResyncPlan(integration.name, full, since_used, previous, listed_at)
 
 
-def finish_plan(integration: TicketIntegration, persistence: PersistenceService, plan: ResyncPlan) -> None:
+def finish_plan(integration: TicketIntegration, persistence: TicketStore, plan: ResyncPlan) -> None:
     """Once a full listing is complete: prove the credentials again and find the stored copies it did not list."""
     if plan.full and plan.complete and not plan.error:
         prove_credentials(integration, fresh=True)  # still accepted now that the listing is complete
@@ -258,7 +258,7 @@ def finish_plan(integration: TicketIntegration, persistence: PersistenceService,
 
 def plan_resync(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,
@@ -360,7 +360,7 @@ class InlineDispatcher:
     def dispatch(
         self,
         integration: TicketIntegration,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         plan: ResyncPlan,
         refs: Iterable[TicketRef],
         summary: ResyncSummary,
@@ -386,9 +386,7 @@ class InlineDispatcher:
             )
 
 
-def _sync_now(
-    integration: TicketIntegration, persistence: PersistenceService, ref: TicketRef
-) -> Callable[[], SyncOutcome]:
+def _sync_now(integration: TicketIntegration, persistence: TicketStore, ref: TicketRef) -> Callable[[], SyncOutcome]:
     """Store the listed snapshot, or fetch and store the ticket, in its own transaction."""
     snapshot = ref.snapshot
     if snapshot is not None:
@@ -399,7 +397,7 @@ def _sync_now(
 
 def _sync_batched(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     committer: GroupCommitter,
     ref: TicketRef,
     settled: Settled,
@@ -432,7 +430,7 @@ def run_adapting(
 
 def settle_candidates(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     plan: ResyncPlan,
     summary: ResyncSummary,
     *,
@@ -455,7 +453,7 @@ def _mode(full: bool, since_used: datetime | None) -> str:
 
 def resync_system(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     *,
     since: datetime | None = None,
     full: bool = False,

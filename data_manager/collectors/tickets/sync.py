@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
-from data_manager.collectors.persistence import PersistenceService, RemovalReason, UpsertOutcome
+from data_manager.collectors.persistence import RemovalReason, UpsertOutcome
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import TicketGone
 from data_manager.collectors.tickets.group_commit import GroupCommitter
@@ -42,7 +43,7 @@ _FROM_UPSERT = {
 
 def sync_ticket(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     ticket_id: str,
     *,
     removal_reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
@@ -65,9 +66,7 @@ def resource_of(integration: TicketIntegration, snapshot: TicketSnapshot) -> Tic
     return normalise(integration.name, snapshot, display_name=integration.display_name(snapshot))
 
 
-def store_snapshot(
-    integration: TicketIntegration, persistence: PersistenceService, snapshot: TicketSnapshot
-) -> SyncOutcome:
+def store_snapshot(integration: TicketIntegration, persistence: TicketStore, snapshot: TicketSnapshot) -> SyncOutcome:
     """Normalise and upsert a complete ticket, fetched or brought by a listing; an older copy never wins."""
     resource = resource_of(integration, snapshot)
     return _FROM_UPSERT[persistence.upsert(resource, updated_at=snapshot.updated_at)]
@@ -78,7 +77,7 @@ Settled = Callable[[SyncOutcome | None, Exception | None], None]  # (outcome, No
 
 def submit_ticket(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     committer: GroupCommitter,
     ticket_id: str,
     settled: Settled,
@@ -110,7 +109,7 @@ def submit_snapshot(
 
 def delete_ticket(
     integration: TicketIntegration,
-    persistence: PersistenceService,
+    persistence: TicketStore,
     ticket_id: str,
     *,
     reason: RemovalReason = RemovalReason.DELETED_UPSTREAM,
@@ -126,7 +125,7 @@ def delete_ticket(
 
 
 def reconcile_unlisted(
-    integration: TicketIntegration, persistence: PersistenceService, ticket_id: str, *, unchanged_since: datetime
+    integration: TicketIntegration, persistence: TicketStore, ticket_id: str, *, unchanged_since: datetime
 ) -> SyncOutcome:
     """Settle a ticket we store but a full listing did not return.
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.integration import SharedResources, TicketIntegration
 from data_manager.collectors.tickets.resync import (
     DeleteGuard,
@@ -77,7 +77,7 @@ class TicketManager:
 
     def resync(
         self,
-        persistence: PersistenceService,
+        persistence: TicketStore,
         *,
         systems: Iterable[str] | None = None,
         since: datetime | None = None,
@@ -108,7 +108,7 @@ class TicketManager:
             )
         return result
 
-    def collect(self, persistence: PersistenceService) -> CollectResult:
+    def collect(self, persistence: TicketStore) -> CollectResult:
         """Fetch every ticket of every enabled system and persist it (no deletions, cursor ignored)."""
         result = self.resync(persistence, use_cursor=False)
         for system, reason in result.failed_systems.items():

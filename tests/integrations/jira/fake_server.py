@@ -10,16 +10,18 @@ Use it three ways:
   and change state through ``server.fake`` (``update_issue``, ``add_comment``, ``delete_issue``, ``inject``);
 * standalone: ``python -m tests.integrations.jira.fake_server --port 8089 --issues 1000 --deployment cloud`` prints
   ``JIRA_URL=...`` and serves until interrupted;
-* from another process: the admin endpoints under ``/_fake/`` (stats, issues, comments, faults, webhooks).
+* from another process: the admin endpoints under ``/_fake/`` (stats, issues, comments, faults, webhooks, lag).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import copy
 import hashlib
 import hmac
 import json
+import random
 import re
 import signal
 import sys
@@ -275,6 +277,11 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         self._next_comment_id = 100000
         self._project_counters: dict[str, int] = {}
         self._last_change = datetime.min.replace(tzinfo=UTC)
+        # A lagging read replica (Jira Cloud reads are eventually consistent): with this probability an
+        # issue GET answers the issue as it was before its last admin update (see `lag_reads`).
+        self.stale_probability = 0.0
+        self.previous: dict[str, FakeIssue] = {}
+        self._stale_rng = random.Random(0)
         self.url_map = self._routes()
 
     # -- state: reading ----------------------------------------------------------------------------
@@ -369,10 +376,17 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             self.issues[key] = issue
             return key
 
+    def lag_reads(self, probability: float, seed: int = 0) -> None:
+        """From now on, an issue GET serves the issue's previous version with `probability` (0: never)."""
+        with self.lock:
+            self.stale_probability = probability
+            self._stale_rng = random.Random(seed)
+
     def update_issue(self, key: str, **changes: Any) -> None:
         """Change fields as a user would (summary, description, status name, assignee handle, labels, ...)."""
         with self.lock:
             issue = self.issue(key)
+            self.previous[issue.key] = copy.deepcopy(issue)
             for name, value in changes.items():
                 if name == "status":
                     issue.status = self._status_id(value)
@@ -855,6 +869,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
                 Rule("/_fake/issues/<key>/comments", endpoint="admin_comments", methods=["POST"]),
                 Rule("/_fake/faults", endpoint="admin_faults", methods=["POST", "DELETE"]),
                 Rule("/_fake/webhooks", endpoint="admin_webhooks", methods=["POST"]),
+                Rule("/_fake/lag", endpoint="admin_lag", methods=["POST"]),
             ]
         )
 
@@ -977,6 +992,9 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             issue = self._find(key)
             if request.method == "GET":
                 wanted = self._wanted_fields(request.args.get("fields"), list(NAVIGABLE_FIELDS))
+                if self.stale_probability and issue.key in self.previous:
+                    if self._stale_rng.random() < self.stale_probability:
+                        issue = self.previous[issue.key]
                 return self._json(200, self._issue_json(issue, version, wanted))
             if request.method == "DELETE":
                 self.delete_issue(issue.key)
@@ -1334,6 +1352,11 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             body=body.get("body"),
         )
         return self._json(201, {})
+
+    def _on_admin_lag(self, request: Request) -> Response:
+        body = self._body(request)
+        self.lag_reads(float(body.get("probability", 0.0)), int(body.get("seed", 0)))
+        return self._json(204, None)
 
     def _on_admin_webhooks(self, request: Request) -> Response:
         body = self._body(request)
