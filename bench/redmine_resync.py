@@ -19,6 +19,7 @@ resync after one change, for its request count.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -136,18 +137,23 @@ def setup(server: RedmineServer, admin: RedmineAdmin, issues: int) -> str:
 
 
 def rows(quick: bool = False) -> list[Row]:
-    """For `python -m bench`: the ratio on a fresh project (250 issues, 3 rounds; quick: 60 issues, 2 rounds)."""
+    """For `python -m bench`: the ratio on a fresh project (250 issues, 3 rounds; quick: 60 issues, 2 rounds).
+
+    BENCH_REDMINE_PROJECT names a project kept by `--keep` to use instead (no setup, not deleted).
+    """
     server = locate_server()
     if isinstance(server, str):
         return [Row.skipped(FIGURE, GOAL, server)]
     admin = RedmineAdmin(server)
-    project = setup(server, admin, 60 if quick else 250)
+    kept = os.environ.get("BENCH_REDMINE_PROJECT")
+    project = kept or setup(server, admin, 60 if quick else 250)
     try:
         ours_s, floor_s, sent = compare(
             server, project, 2 if quick else 3, None, say=lambda text: print(text, file=sys.stderr)
         )
     finally:
-        admin.delete_project(project)
+        if not kept:
+            admin.delete_project(project)
     ratios = [ratio(o, f) for o, f in zip(ours_s, floor_s, strict=True)]
     return [
         Row(
