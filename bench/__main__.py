@@ -2,7 +2,8 @@
 
     python -m bench [--quick] [--only NAME ...] [--list]
 
-Gathers each bench module listed in `MODULES` that exists and has `rows()` or `run()` returning
+Gathers each bench module listed in `MODULES` that exists and has `rows()`, `run()` or `*_figures()`
+(callable without arguments) returning
 rows (`bench.table.Row`, or mappings / objects with name, value, baseline, ratio, goal), runs them
 one after the other (never two at once: they would measure each other) and prints one table with
 the goal beside each figure. `--quick` asks every module for smaller counts (a `quick` argument, or
@@ -19,6 +20,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
 from bench.table import Row, as_row, format_table
@@ -38,6 +40,7 @@ MODULES = (
 
 
 QUICK_TICKETS = 2000  # what --quick asks of a module whose figures take a `tickets` count
+QUICK_JOBS = 500  # ... or a `jobs` count
 
 
 def available() -> dict[str, Callable[..., Iterable[Any]] | None]:
@@ -47,9 +50,21 @@ def available() -> dict[str, Callable[..., Iterable[Any]] | None]:
         if importlib.util.find_spec(f"bench.{name}") is None:
             found[name] = None
             continue
-        module = importlib.import_module(f"bench.{name}")
-        found[name] = getattr(module, "rows", None) or getattr(module, "run", None)
+        found[name] = entry_point(importlib.import_module(f"bench.{name}"))
     return found
+
+
+def entry_point(module: ModuleType) -> Callable[..., Iterable[Any]] | None:
+    """The module's `rows`, `run` or `*_figures` that can be called without arguments (the first such)."""
+    names = ["rows", "run", *sorted(name for name in vars(module) if name.endswith("_figures"))]
+    for name in names:
+        candidate = getattr(module, name, None)
+        if callable(candidate) and all(
+            p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            for p in inspect.signature(candidate).parameters.values()
+        ):
+            return candidate  # type: ignore[no-any-return]
+    return None
 
 
 def gather(measure: Callable[..., Iterable[Any]], quick: bool) -> list[Row]:
@@ -60,6 +75,8 @@ def gather(measure: Callable[..., Iterable[Any]], quick: bool) -> list[Row]:
         kwargs["quick"] = quick
     elif quick and "tickets" in accepted:
         kwargs["tickets"] = QUICK_TICKETS
+    elif quick and "jobs" in accepted:
+        kwargs["jobs"] = QUICK_JOBS
     for name in ("echo", "log", "say"):  # progress lines go to stderr, the table alone to stdout
         if name in accepted:
             kwargs[name] = lambda line: print(line, file=sys.stderr, flush=True)

@@ -42,7 +42,7 @@ class Row:
         measured = self.amount if len(parts) == 3 else self.ratio  # "<= 1 ms per ticket": on ours, not the ratio
         if measured is None or math.isnan(measured):
             return None
-        return bool(_COMPARE[parts[0]](measured, float(parts[1])))
+        return bool(_COMPARE[parts[0]](measured, float(parts[1].rstrip("x×"))))  # ">= 2x" reads as ">= 2"
 
 
 def as_row(item: Any) -> Row:

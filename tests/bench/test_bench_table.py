@@ -24,6 +24,7 @@ def test_a_goal_applies_to_the_ratio_unless_it_names_a_unit() -> None:
     assert Row("a", "4 ms", "0.5 ms", 8.0, "<= 1 ms per ticket", amount=0.8).met is True  # ours, not the ratio
     assert Row("a", "4 ms", "0.5 ms", 0.1, "<= 1 ms per ticket", amount=4.0).met is False
     assert Row("a", "1", "2", 0.5, "").met is None
+    assert Row("a", "1", "2", 2.5, ">= 2x").met is True
     assert Row.skipped("a", "<= 1.1", "no server").met is None
 
 
