@@ -52,6 +52,7 @@ from service.settings import Names
 log = logging.getLogger("tickets.recovery")
 INFO_TTL_SECONDS = 7 * 24 * 3600
 SCHEDULER_LOCK = "rq:scheduler-lock:{}"
+RECOVER_LOCK_SECONDS = 10
 
 
 @lru_cache(maxsize=1)
@@ -309,7 +310,9 @@ def recover_lost_in_transit(connection: Redis, names: Names, grace_seconds: floa
 
 def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> list[str]:
     """Requeue started jobs whose worker is dead; returns their ids."""
-    lock = connection.lock(names.lock("recover"), timeout=60, blocking=False)
+    # Short: a worker killed mid-scan leaves the lock behind, and recovery waits for it to expire. A scan takes
+    # milliseconds; one overrunning it could at worst requeue a job twice (one extra, idempotent fetch).
+    lock = connection.lock(names.lock("recover"), timeout=RECOVER_LOCK_SECONDS, blocking=False)
     if not lock.acquire(blocking=False):
         return []
     recovered: list[str] = []

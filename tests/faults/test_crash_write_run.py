@@ -21,6 +21,7 @@ from data_manager.collectors.housekeeping import ORPHAN_AGE_SECONDS, startup_che
 from data_manager.collectors.persistence import PersistenceService, metadata_digest_of
 from tests.faults.support import figure
 from tests.pipeline_support.processes import ROOT
+from tests.pipeline_support.tether import tethered
 
 pytestmark = pytest.mark.faults
 ROUNDS = 15
@@ -42,6 +43,7 @@ def test_sigkill_during_writes_leaves_no_torn_file_no_litter_and_a_consistent_ca
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
+            **tethered(),
         )
         assert writer.stdout is not None
         writer.stdout.readline()  # at least one version is stored

@@ -1,7 +1,8 @@
 """Real processes for end-to-end tests: gunicorn serving the webhook app, `tickets worker`, redis-server.
 
 Each process logs to a file in the test's directory (shown when a test fails) and runs in its own
-session, so a test can kill -9 a worker's whole process group like a crash would.
+session, so a test can kill -9 a worker's whole process group like a crash would. Every process is
+tethered to the test run (`tether.py`): if the run is killed, they and all they started die with it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import redis
 import requests
+
+from tests.pipeline_support.tether import tethered
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,12 +50,7 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, **(env or {})},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **tethered(env)
         )
 
     @property
@@ -169,6 +167,7 @@ def cli(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
         capture_output=True,
         text=True,
         timeout=timeout,
+        **tethered(),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets import TicketResource
 from tests.pipeline_support.configs import write_config
+from tests.pipeline_support.tether import tethered
 from workers.cli import main
 
 NO_REDIS = "redis://127.0.0.1:1/0"  # the feed needs only the store
@@ -79,7 +79,7 @@ def _follow(config: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **tethered({"PYTHONUNBUFFERED": "1"}),
     )
 
 

@@ -67,6 +67,21 @@ RETURNING {_ENTRY_COLUMNS}
 """
 
 
+# The feed entries of one transaction: the counter moves by n, the entries take the n numbers up to it, and
+# the notification goes out at commit. Data-modifying CTEs run once, whether or not anything reads them.
+_FEED = """
+WITH counter AS (UPDATE change_counter SET seq = seq + %(n)s RETURNING seq),
+     logged AS (
+         INSERT INTO changes (seq, source, ticket_id, hash, kind)
+         SELECT counter.seq - %(n)s + entry.n, entry.source, entry.ticket_id, entry.hash, %(kind)s
+         FROM counter,
+              unnest(%(sources)s::text[], %(ticket_ids)s::text[], %(hashes)s::text[])
+                  WITH ORDINALITY AS entry (source, ticket_id, hash, n)
+         RETURNING seq)
+SELECT pg_notify(%(channel)s, counter.seq::text) FROM counter
+"""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -208,12 +223,14 @@ class PostgresPersistence:
         Safe: a stored version only moves forward, so what is stale or identical now stays so, and the
         write statement checks again anyway.
         """
+        columns = "hash, source, ticket_id, updated_ts, content_digest, metadata_digest"
         with conn.cursor(row_factory=dict_row) as cur:
-            found = cur.execute(
-                "SELECT hash, source, ticket_id, updated_ts, content_digest, metadata_digest FROM tickets "
-                "WHERE hash = ANY(%s)",
-                ([r.hash for r in rows],),
-            ).fetchall()
+            if len(rows) == 1:  # the common case, and `= %s` plans faster than `= ANY(%s)`
+                found = cur.execute(f"SELECT {columns} FROM tickets WHERE hash = %s", (rows[0].hash,)).fetchall()
+            else:
+                found = cur.execute(
+                    f"SELECT {columns} FROM tickets WHERE hash = ANY(%s)", ([r.hash for r in rows],)
+                ).fetchall()
         stored = {r["hash"]: r for r in found}
         settled: dict[int, UpsertOutcome] = {}
         for i, row in enumerate(rows):
@@ -251,18 +268,23 @@ class PostgresPersistence:
             )
 
     def _feed(self, cur: psycopg.Cursor[Any], changes: list[tuple[str, str, str]], kind: str) -> None:
-        """Number `changes` and log them: the transaction's LAST statements (see 0002_change_feed.sql)."""
+        """Number `changes`, log them and announce them: the transaction's LAST statement (see 0002_change_feed.sql).
+
+        One statement, so the counter's row lock is held for one round trip and the commit."""
         if not changes:
             return
-        row = cur.execute("UPDATE change_counter SET seq = seq + %s RETURNING seq", (len(changes),)).fetchone()
-        assert row is not None
-        last = int(row["seq"])
-        first = last - len(changes) + 1
-        cur.executemany(
-            "INSERT INTO changes (seq, source, ticket_id, hash, kind) VALUES (%s, %s, %s, %s, %s)",
-            [(first + n, source, ticket_id, hash_, kind) for n, (source, ticket_id, hash_) in enumerate(changes)],
+        sources, ticket_ids, hashes = (list(column) for column in zip(*changes, strict=True))
+        cur.execute(
+            _FEED,
+            {
+                "n": len(changes),
+                "sources": sources,
+                "ticket_ids": ticket_ids,
+                "hashes": hashes,
+                "kind": kind,
+                "channel": NOTIFY_CHANNEL,
+            },
         )
-        cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(last)))
 
     def delete(self, source_type: str, ticket_id: str, *, reason: str = RemovalReason.DELETED_UPSTREAM.value) -> bool:
         """Move a ticket to the trash and log the removal, in one transaction; False when nothing was stored."""

@@ -14,6 +14,7 @@ from data_manager.collectors.tickets.errors import TicketGone
 from data_manager.collectors.tickets.integration import EventAction, WebhookRequest
 from data_manager.collectors.tickets.integrations.jira import JiraTickets
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN
+from tests.pipeline_support.tether import tethered
 
 ROOT = Path(__file__).parents[3]
 
@@ -36,6 +37,7 @@ def fake_process() -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        **tethered(),
     )
     try:
         line = process.stdout.readline() if process.stdout else ""
