@@ -66,9 +66,12 @@ class Runtime:
         per_thread = self._per_thread
         if per_thread is not None:
             manager: TicketManager | None = getattr(per_thread, "manager", None)
-            if manager is None:
-                manager = per_thread.manager = TicketManager(self.config)
+            if manager is None:  # its own integrations over what the process's integrations share
+                manager = per_thread.manager = TicketManager(self.config, shared=self._process_manager().shared)
             return manager
+        return self._process_manager()
+
+    def _process_manager(self) -> TicketManager:
         with self._lock:
             if self._manager is None:
                 self._manager = TicketManager(self.config)
@@ -76,7 +79,8 @@ class Runtime:
 
     def integrations_per_thread(self) -> None:
         """From now on each thread gets its own integrations, so its own HTTP sessions (the threaded worker's
-        jobs: a `requests.Session` is not promised to be thread-safe, and its keep-alive connections stay warm)."""
+        jobs: a `requests.Session` is not promised to be thread-safe, and its keep-alive connections stay warm).
+        They share what the process's integrations share (`SharedResources`: the in-memory system's stores)."""
         with self._lock:
             if self._per_thread is None:
                 self._per_thread = threading.local()

@@ -30,7 +30,7 @@ from service.runtime import Runtime, build_store
 from workers import feed, ops, transfer
 from workers.bulk import enqueue_resync
 from workers.progress import ProgressReporter
-from workers.worker import WorkerMode, run_worker
+from workers.worker import DEFAULT_BATCH, WorkerMode, run_worker
 
 
 @dataclass
@@ -246,6 +246,13 @@ def _resync_lock(runtime: Runtime) -> Any:
     help="Jobs at once, in threads of the work horse (the work is I/O).",
 )
 @click.option(
+    "--batch",
+    type=click.IntRange(1, 100),
+    default=DEFAULT_BATCH,
+    show_default=True,
+    help="Queued jobs of a system that fetches in batches (Jira, Bugzilla, Salesforce) taken together.",
+)
+@click.option(
     "--fork", is_flag=True, help="A fresh work horse per job (RQ's worker): no connection outlives a job; slower."
 )
 @click.option(
@@ -260,6 +267,7 @@ def worker(
     name: str | None,
     burst: bool,
     concurrency: int,
+    batch: int,
     fork: bool,
     no_fork: bool,
     no_scheduler: bool,
@@ -285,6 +293,7 @@ def worker(
             burst=burst,
             mode=mode,
             concurrency=concurrency,
+            batch=batch,
             with_scheduler=not no_scheduler,
             max_jobs=max_jobs,
         )

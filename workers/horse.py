@@ -29,18 +29,21 @@ from collections.abc import Sequence
 from multiprocessing.sharedctypes import RawArray, RawValue
 from typing import Any
 
+from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.timeouts import BaseDeathPenalty
 from rq.utils import now
-from rq.worker import BaseWorker, DequeueStrategy
+from rq.worker import BaseWorker, DequeueStrategy, WorkerStatus
 
 from service.logs import log_event
 from service.runtime import Runtime
 from workers.abandoned import RetryAbandonedJobs
+from workers.batch import batchable, batches, run_batch, take_more
 from workers.jobs import job_class_for
 
 log = logging.getLogger("tickets.worker")
@@ -125,8 +128,10 @@ class Horse:
         *,
         burst: bool,
         max_jobs: int | None,
+        batch: int = 1,
     ) -> None:
         self.runtime = runtime
+        self.batch = batch
         self.queue_names = list(queue_names)
         self.worker_name = worker_name
         self.slots = slots
@@ -163,6 +168,15 @@ class Horse:
         with self._lock:
             self._claimed -= 1
 
+    def _group(self, connection: Redis, worker: HorseThread, job: Job, queue: Queue) -> list[tuple[Job, Queue, bool]]:
+        """The job, and more queued jobs of its system when they can be fetched together (`workers.batch`)."""
+        group = [(job, queue, len(worker.queues) == 1)]
+        system = batchable(job) if self.batch > 1 and self.max_jobs is None else None
+        if system is not None and _batches(self.runtime, system):
+            more = take_more(connection, self.runtime.names, queue, system, self.batch - 1)
+            group += [(j, queue, False) for j in more]
+        return group
+
     def _thread(self, slot: int) -> None:
         connection = self.runtime.connect()
         worker = HorseThread(
@@ -189,18 +203,33 @@ class Horse:
                 job, queue = result
                 with self._lock:
                     self._busy += 1
-                timeout = job.timeout or queue.DEFAULT_TIMEOUT
-                self.slots.start(slot, job.id, time.time() + timeout if timeout > 0 else 0.0)
+                group = self._group(connection, worker, job, queue)
+                timeouts = [j.timeout or queue.DEFAULT_TIMEOUT for j, _, _ in group]
+                deadline = time.time() + max(timeouts) if min(timeouts) > 0 else 0.0
+                self.slots.start(slot, job.id, deadline)
                 try:
-                    worker.execute_job(job, queue)
+                    if len(group) == 1:
+                        worker.execute_job(job, queue)
+                    else:
+                        worker.set_state(WorkerStatus.BUSY)
+                        run_batch(worker, self.runtime, str(batchable(job)), group)
+                        worker.set_state(WorkerStatus.IDLE)
                 finally:
                     self.slots.finish(slot)
                     with self._lock:
                         self._busy -= 1
-                        self.slots.add_done()
+                        for _ in group:
+                            self.slots.add_done()
         except Exception as exc:  # a Redis error outside a job: the worker retries what was started
             log_event(log, "horse_thread_failed", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
             self.failed.set()
+
+
+def _batches(runtime: Runtime, system: str) -> bool:
+    try:
+        return batches(runtime.integration(system))
+    except Exception:  # an unknown system: the one-job path reports it
+        return False
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -227,6 +256,7 @@ class HorseWorker(RetryAbandonedJobs, BaseWorker):
 
     runtime: Runtime  # set by `worker_class_for`
     concurrency: int = 1
+    batch: int = 1  # sync jobs of one system taken together (`workers.batch`)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -284,6 +314,7 @@ class HorseWorker(RetryAbandonedJobs, BaseWorker):
                     self._slots,
                     burst=burst,
                     max_jobs=max_jobs,
+                    batch=self.batch,
                 )
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, lambda *_: horse.stop.set())
@@ -378,5 +409,6 @@ class HorseWorker(RetryAbandonedJobs, BaseWorker):
         return pid, status, None
 
 
-def horse_worker_class(runtime: Runtime, concurrency: int) -> type[HorseWorker]:
-    return type(HorseWorker.__name__, (HorseWorker,), {"runtime": runtime, "concurrency": concurrency})
+def horse_worker_class(runtime: Runtime, concurrency: int, batch: int = 1) -> type[HorseWorker]:
+    attributes = {"runtime": runtime, "concurrency": concurrency, "batch": batch}
+    return type(HorseWorker.__name__, (HorseWorker,), attributes)

@@ -16,7 +16,7 @@ from rq import get_current_job
 from rq.job import Job, Retry
 
 from data_manager.collectors.persistence import RemovalReason
-from data_manager.collectors.tickets.sync import sync_ticket
+from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
 from service.logs import log_event
 from service.retry import rq_retry_interval
 from service.runtime import Runtime
@@ -57,22 +57,52 @@ def takes_runtime(func: F) -> F:
 @takes_runtime
 def sync_ticket_job(system: str, ticket_id: str, runtime: Runtime | None = None) -> dict[str, Any] | Retry:
     runtime = runtime or Runtime.load()
-    job = get_current_job()
-    job_id = job.id if job is not None else ""
-    attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
-    coalescer = runtime.coalescer
-    started = time.monotonic()
+    run = JobRun(runtime, get_current_job(), system, ticket_id)
     try:
-        coalescer.begin(system, ticket_id, job_id)
-        reason = (
-            RemovalReason.DELETE_WEBHOOK
-            if coalescer.asked_to_delete(system, ticket_id, job_id)
-            else RemovalReason.DELETED_UPSTREAM
-        )
+        reason = run.begin()
         outcome = sync_ticket(runtime.integration(system), runtime.persistence, ticket_id, removal_reason=reason)
     except Exception as exc:
+        return run.failed(exc)
+    return run.done(outcome)
+
+
+class JobRun:
+    """One run of a ticket's sync job: marked running before its fetch, then settled with one log line.
+
+    Shared by the one-job path (`sync_ticket_job`) and the worker's batched drain (`workers.batch`), which
+    fetches and writes several tickets at once but settles each job on its own.
+    """
+
+    def __init__(self, runtime: Runtime, job: Job | None, system: str, ticket_id: str) -> None:
+        self.runtime = runtime
+        self.job = job
+        self.system = system
+        self.ticket_id = ticket_id
+        self.job_id = job.id if job is not None else ""
+        self.attempt = (job.number_of_retries or 0) + 1 if job is not None else 1
+        self.started = time.monotonic()
+
+    def begin(self) -> RemovalReason:
+        """Mark the ticket running (before any fetch: an event from now on gets its re-run); the removal reason."""
+        coalescer = self.runtime.coalescer
+        coalescer.begin(self.system, self.ticket_id, self.job_id)
+        if coalescer.asked_to_delete(self.system, self.ticket_id, self.job_id):
+            return RemovalReason.DELETE_WEBHOOK
+        return RemovalReason.DELETED_UPSTREAM
+
+    def failed(self, exc: Exception) -> Retry:
+        """A `Retry` when the policy retries `exc`; otherwise `exc` is raised (RQ fails the job)."""
+        runtime, job, system, ticket_id, job_id, attempt = (
+            self.runtime,
+            self.job,
+            self.system,
+            self.ticket_id,
+            self.job_id,
+            self.attempt,
+        )
+        coalescer = runtime.coalescer
         verdict = runtime.policy.decide(exc, attempt)
-        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        duration_ms = round((time.monotonic() - self.started) * 1000, 1)
         if job is not None:
             job.meta.update({"attempts": attempt, "error": verdict.reason, "error_kind": verdict.kind.value})
             job.save_meta()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
@@ -108,22 +138,31 @@ def sync_ticket_job(system: str, ticket_id: str, runtime: Runtime | None = None)
             error=verdict.reason,
             rerun=rerun,
         )
-        raise
-    rerun = coalescer.finish(system, ticket_id, job_id)
-    duration = time.monotonic() - started
-    with runtime.redis.pipeline(transaction=False) as pipe:
-        runtime.metrics.add(pipe, "job", system, outcome.value)
-        runtime.metrics.add(pipe, "job_seconds_sum", system, amount=round(duration, 6))
-        pipe.execute()
-    log_event(
-        log,
-        "job_done",
-        system=system,
-        ticket=ticket_id,
-        job=job_id,
-        outcome=outcome.value,
-        attempt=attempt,
-        duration_ms=round(duration * 1000, 1),
-        rerun=rerun,
-    )
-    return {"outcome": outcome.value, "attempt": attempt, "rerun": rerun}
+        raise exc
+
+    def done(self, outcome: SyncOutcome) -> dict[str, Any]:
+        runtime, system, ticket_id, job_id, attempt = (
+            self.runtime,
+            self.system,
+            self.ticket_id,
+            self.job_id,
+            self.attempt,
+        )
+        rerun = runtime.coalescer.finish(system, ticket_id, job_id)
+        duration = time.monotonic() - self.started
+        with runtime.redis.pipeline(transaction=False) as pipe:
+            runtime.metrics.add(pipe, "job", system, outcome.value)
+            runtime.metrics.add(pipe, "job_seconds_sum", system, amount=round(duration, 6))
+            pipe.execute()
+        log_event(
+            log,
+            "job_done",
+            system=system,
+            ticket=ticket_id,
+            job=job_id,
+            outcome=outcome.value,
+            attempt=attempt,
+            duration_ms=round(duration * 1000, 1),
+            rerun=rerun,
+        )
+        return {"outcome": outcome.value, "attempt": attempt, "rerun": rerun}

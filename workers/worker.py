@@ -34,6 +34,7 @@ from workers.periodic import ensure_all_scheduled, housekeeping
 from workers.recovery import Lease, recover_abandoned, recover_lost_in_transit
 
 log = logging.getLogger("tickets.worker")
+DEFAULT_BATCH = 20  # sync jobs of one batch-fetching system a horse thread takes together (`workers.batch`)
 TEMP_SWEEP_SECONDS = 300  # how often a worker removes crash-orphaned temp files from the data directory
 
 
@@ -50,6 +51,7 @@ def build_worker(
     name: str | None = None,
     mode: WorkerMode = WorkerMode.HORSE,
     concurrency: int = 1,
+    batch: int = DEFAULT_BATCH,
 ) -> BaseWorker:
     if concurrency < 1:
         raise ValueError("--concurrency must be at least 1")
@@ -63,7 +65,7 @@ def build_worker(
             f"unknown queue(s) {', '.join(unknown)}; the pipeline's queues are {', '.join(runtime.names.queues)}"
         )
     worker_class: type[BaseWorker] = (
-        horse_worker_class(runtime, concurrency)
+        horse_worker_class(runtime, concurrency, batch)
         if mode is WorkerMode.HORSE
         else worker_class_for(runtime, fork=mode is WorkerMode.FORK)
     )
@@ -83,6 +85,7 @@ def run_worker(
     burst: bool = False,
     mode: WorkerMode = WorkerMode.HORSE,
     concurrency: int = 1,
+    batch: int = DEFAULT_BATCH,
     with_scheduler: bool = True,
     max_jobs: int | None = None,
     logging_level: str = "INFO",
@@ -96,7 +99,7 @@ def run_worker(
     if isinstance(store, PersistenceService):
         startup_check(store)
     last_sweep = time.monotonic()
-    worker = build_worker(runtime, queues, name=name, mode=mode, concurrency=concurrency)
+    worker = build_worker(runtime, queues, name=name, mode=mode, concurrency=concurrency, batch=batch)
     settings, names = runtime.settings, runtime.names
 
     maintenance = runtime.connect()
@@ -162,7 +165,12 @@ def run_worker(
             except RedisError:
                 pass
         worker = build_worker(
-            runtime, queues, name=f"{name}-{attempt}" if name else None, mode=mode, concurrency=concurrency
+            runtime,
+            queues,
+            name=f"{name}-{attempt}" if name else None,
+            mode=mode,
+            concurrency=concurrency,
+            batch=batch,
         )
 
 

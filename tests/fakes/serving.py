@@ -8,7 +8,7 @@ server and its thread (also as a context manager).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -40,18 +40,9 @@ class FakeApp:
     after_request: list[Callable[[Any, Request], None]]
     faults: Faults
 
-    def inject(
-        self,
-        status: int,
-        *,
-        path: str | None = None,
-        method: str | None = None,
-        times: int | None = 1,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-    ) -> Fault:
-        """Answer the next `times` matching requests with `status` instead (the system's own page when no `body`)."""
-        return self.faults.inject(status, path=path, method=method, times=times, headers=headers, body=body)
+    def inject(self, status: int, **fault: Any) -> Fault:
+        """Answer the next matching requests with `status` instead: `Faults.inject`'s path, method, times, headers, body."""
+        return self.faults.inject(status, **fault)
 
     def handle(self, request: Request) -> Response:
         raise NotImplementedError

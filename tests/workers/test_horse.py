@@ -10,16 +10,21 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rq.job import Job
+from werkzeug.wrappers import Request
 
+from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.config import load_config
 from service.runtime import Runtime
+from tests.integrations.bugzilla.fake_server import ADMIN_KEY as BUGZILLA_KEY
+from tests.integrations.bugzilla.fake_server import DEFAULT_PRODUCT, start_fake_bugzilla
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
 from tests.pipeline_support.configs import write_config
 from tests.pipeline_support.processes import Process, cli, start_worker, wait_for
@@ -185,8 +190,9 @@ def test_concurrency_runs_jobs_at_once_and_a_webhook_during_a_run_gives_one_reru
     submissions = [runtime.coalescer.submit("memory", busy).outcome.value for _ in range(3)]
     assert submissions == ["rerun_scheduled", "coalesced", "coalesced"]
 
-    wait_for(lambda: "changed while running" in stored(runtime, busy), 30, what="the re-run")
+    wait_for(lambda: "changed while running" in stored(runtime, busy), 30, what="the change stored")
     wait_for(lambda: all(stored(runtime, t) for t in ids), 30, what="every ticket")
+    wait_for(lambda: runtime.coalescer.state("memory", busy) == {}, 30, what="the re-run to end")
     assert upstream.fetch_count(busy) == 2  # the run and exactly one re-run
     spans = []
     for job_id in job_ids:
@@ -195,7 +201,6 @@ def test_concurrency_runs_jobs_at_once_and_a_webhook_during_a_run_gives_one_reru
         spans.append((job.started_at, job.ended_at))
     latest_start, earliest_end = max(s for s, _ in spans), min(e for _, e in spans)
     assert latest_start < earliest_end  # all four ran at the same time in one worker
-    wait_for(lambda: runtime.coalescer.state("memory", busy) == {}, 10, what="the state to clear")
 
 
 def test_concurrency_needs_the_long_lived_horse(tmp_path: Path, redis_url: str) -> None:
@@ -203,3 +208,90 @@ def test_concurrency_needs_the_long_lived_horse(tmp_path: Path, redis_url: str) 
     for flag in ("--fork", "--no-fork"):
         result = cli(config, "worker", "--burst", "--concurrency", "2", flag)
         assert result.returncode == 2 and "--concurrency" in result.stderr, result.stderr
+
+
+def test_each_thread_gets_its_own_integrations_over_the_shared_memory_store(tmp_path: Path, redis_url: str) -> None:
+    config = write_config(tmp_path, redis_url, memory={"store_path": None, "store": "shared-by-threads"})
+    runtime = runtime_for(config)
+    main = runtime.integration("memory")
+    runtime.integrations_per_thread()
+    seen: list[object] = []
+
+    def in_thread() -> None:
+        seen.extend([runtime.integration("memory"), runtime.integration("memory")])
+
+    threads = [threading.Thread(target=in_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, again, second, _ = seen
+    assert first is again and first is not second and main not in seen  # one per thread, kept across calls
+    assert isinstance(main, InMemoryTickets) and isinstance(first, InMemoryTickets)
+    ticket_id = main.backend.create(TicketData(title="seen by every thread"))
+    assert first.fetch(ticket_id).data.title == "seen by every thread"
+
+
+def test_a_burst_of_one_batching_system_is_drained_with_batched_fetches(
+    tmp_path: Path, redis_url: str, workers: list
+) -> None:
+    """12 queued Bugzilla jobs (one of them for a bug deleted upstream) with `--batch 5`: three batched
+    fetches instead of twelve, each job still settled on its own, the gone bug removed from the store."""
+    with start_fake_bugzilla(bugs=12) as bugzilla:
+        source = {"enabled": True, "base_url": bugzilla.url, "api_key": BUGZILLA_KEY, "products": [DEFAULT_PRODUCT]}
+        config = write_config(tmp_path, redis_url, sources={"bugzilla": source})
+        runtime = runtime_for(config)
+        ids = [str(i) for i in sorted(bugzilla.fake.bugs)]
+        for bug_id in ids:
+            runtime.coalescer.submit("bugzilla", bug_id)
+        run = start_worker(config, tmp_path, "--burst", "--no-scheduler", name="store", redis_url=redis_url)
+        workers.append(run)
+        assert run.popen.wait(timeout=120) == 0, run.log()
+        assert runtime.persistence.count("bugzilla") == len(ids)
+
+        gone = ids[3]
+        bugzilla.fake.delete_bug(int(gone))
+        bugzilla.fake.add_comment(int(ids[0]), "a new comment")
+        job_ids = [runtime.coalescer.submit("bugzilla", bug_id).job_id for bug_id in ids]
+        before = bugzilla.fake.request_count(r"/rest/bug$")
+        run = start_worker(
+            config, tmp_path, "--burst", "--no-scheduler", "--batch", "5", name="batched", redis_url=redis_url
+        )
+        workers.append(run)
+        assert run.popen.wait(timeout=120) == 0, run.log()
+        assert bugzilla.fake.request_count(r"/rest/bug$") - before == 3  # 12 jobs: batches of 5, 5 and 2
+        assert runtime.persistence.count("bugzilla") == len(ids) - 1
+        assert "a new comment" in (runtime.persistence.get("bugzilla", ids[0]).content or "")
+        for job_id in job_ids:
+            assert Job.fetch(job_id, connection=runtime.redis).get_status() == "finished"
+        assert run.log().count("job_done ") == len(ids)
+        assert all(runtime.coalescer.state("bugzilla", bug_id) == {} for bug_id in ids)
+
+
+def test_a_horse_killed_mid_batch_loses_nothing(tmp_path: Path, redis_url: str, workers: list) -> None:
+    """The horse dies while its batched fetch waits for the server: the batch's started jobs are retried
+    through the policy, the rest of the burst is drained by the next horse, nothing is failed."""
+    stalled, release = threading.Event(), threading.Event()
+
+    def stall_first_batch(fake: object, request: Request) -> None:
+        if request.path.endswith("/rest/bug") and not stalled.is_set():
+            stalled.set()
+            release.wait(30)
+
+    with start_fake_bugzilla(bugs=10) as bugzilla:
+        bugzilla.fake.after_request.append(stall_first_batch)
+        source = {"enabled": True, "base_url": bugzilla.url, "api_key": BUGZILLA_KEY, "products": [DEFAULT_PRODUCT]}
+        config = write_config(tmp_path, redis_url, workers=FAST_RETRIES, sources={"bugzilla": source})
+        runtime = runtime_for(config)
+        ids = [str(i) for i in sorted(bugzilla.fake.bugs)]
+        job_ids = [runtime.coalescer.submit("bugzilla", bug_id).job_id for bug_id in ids]
+        workers.append(start_worker(config, tmp_path, "--batch", "4", redis_url=redis_url))
+        wait_for(stalled.is_set, 20, what="the first batched fetch")
+        wait_for(lambda: horse_pid(runtime), 10, what="the lease to name the horse")
+        os.kill(horse_pid(runtime), signal.SIGKILL)
+        release.set()
+        wait_for(lambda: runtime.persistence.count("bugzilla") == len(ids), 60, what="every bug stored")
+        retried = [j for j in job_ids if Job.fetch(j, connection=runtime.redis).meta.get("attempts") == 1]
+        assert len(retried) == 4  # the batch the horse had started; the others waited on the queue
+        assert ops.failed_jobs(runtime.redis, runtime.names) == []
+        wait_for(lambda: all(runtime.coalescer.state("bugzilla", b) == {} for b in ids), 10, what="states cleared")

@@ -41,6 +41,11 @@ _FROM_UPSERT = {
 }
 
 
+def outcome_of_upsert(outcome: UpsertOutcome) -> SyncOutcome:
+    """What a store's upsert outcome means for the sync (a group commit's outcomes, one per ticket)."""
+    return _FROM_UPSERT[outcome]
+
+
 def sync_ticket(
     integration: TicketIntegration,
     persistence: TicketStore,
