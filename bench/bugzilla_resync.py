@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from bench.table import Row
 from data_manager.collectors.tickets.integration import TicketSnapshot
 from data_manager.collectors.tickets.integrations.bugzilla import BugzillaBackend, mapping
 from tests.integrations.bugzilla.fake_server import ADMIN_KEY, start_fake_bugzilla
@@ -59,8 +60,34 @@ def measure(
     snapshots = run()
     elapsed = time.perf_counter() - started
     requests = backend.request_count - before
-    print(f"{label:>9}: {len(snapshots)} bugs, {requests} requests, {elapsed:.2f}s")
+    print(f"{label:>9}: {len(snapshots)} bugs, {requests} requests, {elapsed:.2f}s", file=sys.stderr)
     return elapsed, requests, snapshots
+
+
+GOAL = "<= 0.2"
+
+
+def rows(quick: bool = False) -> list[Row]:
+    """For `python -m bench`: 1,000 bugs with 3 comments each (quick: 200)."""
+    bugs = 200 if quick else 1000
+    with start_fake_bugzilla() as server:
+        server.fake.seed(bugs, comments=3)
+        backend = BugzillaBackend(base_url=server.url, api_key=ADMIN_KEY)
+        try:
+            base_time, base_requests, _ = measure("per bug", backend, lambda: per_bug(backend, 4))
+            our_time, our_requests, ours = measure("batched", backend, lambda: batched(backend))
+        finally:
+            backend.close()
+    return [
+        Row(
+            f"Bugzilla full listing of {bugs:,} bugs with comments: requests per bug (per bug as baseline)",
+            f"{our_requests} requests",
+            f"{base_requests} requests",
+            our_requests / max(1, len(ours)),
+            GOAL,
+            f"ratio = requests per bug; time {our_time:.1f}s vs {base_time:.1f}s",
+        )
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

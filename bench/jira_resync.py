@@ -18,11 +18,13 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.table import Row
 from data_manager.collectors.persistence import PersistenceService
-from data_manager.collectors.tickets.integration import TicketIntegration
+from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
 from data_manager.collectors.tickets.integrations.jira import JiraTickets
 from data_manager.collectors.tickets.resync import InlineDispatcher, Progress, ResyncPlan, ResyncSummary, resync_system
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
@@ -39,18 +41,20 @@ class OneByOne:
         integration: TicketIntegration,
         persistence: PersistenceService,
         plan: ResyncPlan,
+        refs: Iterable[TicketRef],
         summary: ResyncSummary,
         progress: Progress | None,
     ) -> None:
-        InlineDispatcher().dispatch(integration, persistence, plan, summary, progress)
+        bare = (TicketRef(ref.ticket_id, ref.updated_at) for ref in refs)  # the listing's content dropped
+        InlineDispatcher().dispatch(integration, persistence, plan, bare, summary, progress)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--issues", type=int, default=1000)
-    parser.add_argument("--deployment", choices=("cloud", "datacenter"), default="cloud")
-    args = parser.parse_args(argv)
-    server = start_fake_jira(issues=args.issues, deployment=args.deployment)
+GOAL = "<= 0.2"
+
+
+def measure(issues: int, deployment: str = "cloud") -> dict[str, tuple[int, float]]:
+    """label -> (requests, seconds) of a full resync, one by one and batched (ours)."""
+    server = start_fake_jira(issues=issues, deployment=deployment)
     fake = server.fake
     figures: dict[str, tuple[int, float]] = {}
     try:
@@ -58,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             for label, dispatcher in (("one by one", OneByOne()), ("batched", InlineDispatcher())):
                 client = JiraTickets(
                     server.url,
-                    DEFAULT_USERNAME if args.deployment == "cloud" else None,
+                    DEFAULT_USERNAME if deployment == "cloud" else None,
                     DEFAULT_TOKEN,
                     "project = PROJ",
-                    deployment=args.deployment,
+                    deployment=deployment,
                     page_size=100,
                 )
                 store = PersistenceService(Path(tmp) / label.replace(" ", "_"), fsync=False)
@@ -71,16 +75,45 @@ def main(argv: list[str] | None = None) -> int:
                 elapsed = time.perf_counter() - started
                 requests = fake.request_count - before
                 client.close()
-                if not summary.ok or summary.written != args.issues:
-                    print(f"{label}: resync failed: {summary.as_dict()}", file=sys.stderr)
-                    return 1
+                if not summary.ok or summary.written != issues:
+                    raise RuntimeError(f"{label}: resync failed: {summary.as_dict()}")
                 figures[label] = (requests, elapsed)
-                print(
-                    f"{label:>10}: {args.issues} issues, {requests} requests "
-                    f"({requests / args.issues:.3f} per issue), {elapsed:.2f}s"
-                )
     finally:
         server.stop()
+    return figures
+
+
+def rows(quick: bool = False) -> list[Row]:
+    """For `python -m bench`: 1,000 issues (quick: 200)."""
+    issues = 200 if quick else 1000
+    figures = measure(issues)
+    (base_requests, base_time), (our_requests, our_time) = figures["one by one"], figures["batched"]
+    return [
+        Row(
+            f"Jira full resync of {issues:,} issues: requests per issue (one by one as baseline)",
+            f"{our_requests} requests",
+            f"{base_requests} requests",
+            our_requests / issues,
+            GOAL,
+            f"ratio = requests per issue; time {our_time:.1f}s vs {base_time:.1f}s",
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--issues", type=int, default=1000)
+    parser.add_argument("--deployment", choices=("cloud", "datacenter"), default="cloud")
+    args = parser.parse_args(argv)
+    try:
+        figures = measure(args.issues, args.deployment)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for label, (requests, elapsed) in figures.items():
+        print(
+            f"{label:>10}: {args.issues} issues, {requests} requests ({requests / args.issues:.3f} per issue), {elapsed:.2f}s"
+        )
     (base_requests, base_time), (our_requests, our_time) = figures["one by one"], figures["batched"]
     print(
         f"jira full resync, batched vs one by one: requests per issue {our_requests / args.issues:.3f} vs "

@@ -30,6 +30,7 @@ import redis
 import requests
 import yaml
 
+from bench.table import Row, ratio
 from tests.pipeline_support.processes import Process, RedisServer, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,20 +124,24 @@ def start_app(
     return proc, url + "/webhooks/memory"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000, help="requests per round and app (bounded)")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="overall time bound")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=4)
-    parser.add_argument("--redis-url", help="use this Redis database (it is FLUSHED) instead of a private redis-server")
-    args = parser.parse_args(argv)
+GOAL = ">= 0.95"
+FIGURE = "webhook ingest req/s, ours / bare Flask HMAC + enqueue app (same gunicorn)"
 
+
+def measure(
+    *,
+    requests_per_round: int = 2000,
+    rounds: int = 2,
+    concurrency: int = 16,
+    max_seconds: float = 60.0,
+    web_workers: int = 2,
+    web_threads: int = 4,
+    redis_url: str | None = None,
+) -> list[Round]:
+    """Start both apps, warm them up, then alternate rounds of ours and bare; every round measured."""
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    server = None if args.redis_url else RedisServer(work)
-    redis_url = args.redis_url or server.url  # type: ignore[union-attr]
+    server = None if redis_url else RedisServer(work)
+    redis_url = redis_url or server.url  # type: ignore[union-attr]
     conn = redis.Redis.from_url(redis_url)
     conn.flushdb()
     config = work / "config.yaml"
@@ -160,32 +165,34 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     procs: list[Process] = []
-    deadline = time.monotonic() + args.max_seconds
-    rounds: list[Round] = []
+    deadline = time.monotonic() + max_seconds
+    measured: list[Round] = []
     try:
         ours, ours_url = start_app(
-            "ours", "webhooks.wsgi:app", {"TICKETS_CONFIG": str(config)}, work, args.web_workers, args.web_threads
+            "ours", "webhooks.wsgi:app", {"TICKETS_CONFIG": str(config)}, work, web_workers, web_threads
         )
+        procs.append(ours)
         bare, bare_url = start_app(
             "bare",
             "bench.bare_app:app",
             {"BENCH_REDIS_URL": redis_url, "BENCH_SECRET": SECRET},
             work,
-            args.web_workers,
-            args.web_threads,
+            web_workers,
+            web_threads,
         )
-        procs += [ours, bare]
+        procs.append(bare)
         offset = 0
         for url in (ours_url, bare_url):  # warm-up: connections, imports, script cache
-            load(url, signed_bodies(200, offset), args.concurrency, deadline)
+            load(url, signed_bodies(200, offset), concurrency, deadline)
             offset += 200
-        for _ in range(args.rounds):
-            for name, url in (("ours", ours_url), ("bare", bare_url)):
+        for n in range(rounds):
+            order = (("ours", ours_url), ("bare", bare_url))
+            for name, url in order if n % 2 == 0 else order[::-1]:
                 conn.flushdb()
-                bodies = signed_bodies(args.requests, offset)
-                offset += args.requests
-                seconds, latencies, errors = load(url, bodies, args.concurrency, deadline)
-                rounds.append(Round(name, len(latencies), seconds, latencies, errors))
+                bodies = signed_bodies(requests_per_round, offset)
+                offset += requests_per_round
+                seconds, latencies, errors = load(url, bodies, concurrency, deadline)
+                measured.append(Round(name, len(latencies), seconds, latencies, errors))
                 if time.monotonic() > deadline:
                     break
             if time.monotonic() > deadline:
@@ -195,7 +202,57 @@ def main(argv: list[str] | None = None) -> int:
             proc.stop()
         if server:
             server.stop()
+    return measured
 
+
+def best_rates(measured: list[Round]) -> dict[str, float]:
+    return {name: max((r.rate for r in measured if r.app == name), default=0.0) for name in ("ours", "bare")}
+
+
+def rows(quick: bool = False) -> list[Row]:
+    """For `python -m bench`: 3 rounds of 2,000 requests each (quick: 2 of 500)."""
+    measured = measure(requests_per_round=500 if quick else 2000, rounds=2 if quick else 3, max_seconds=300)
+    best = best_rates(measured)
+    errors = sum(r.errors for r in measured)
+    pairs = [
+        ratio(o.rate, b.rate)
+        for o, b in zip(
+            (r for r in measured if r.app == "ours"), (r for r in measured if r.app == "bare"), strict=False
+        )
+    ]
+    return [
+        Row(
+            FIGURE,
+            f"{best['ours']:.0f} req/s",
+            f"{best['bare']:.0f} req/s",
+            ratio(best["ours"], best["bare"]),
+            GOAL,
+            f"best round each; rounds {', '.join(f'{p:.2f}' for p in pairs)}"
+            + (f"; {errors} errors" if errors else ""),
+        )
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round and app (bounded)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="overall time bound")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--redis-url", help="use this Redis database (it is FLUSHED) instead of a private redis-server")
+    args = parser.parse_args(argv)
+
+    rounds = measure(
+        requests_per_round=args.requests,
+        rounds=args.rounds,
+        concurrency=args.concurrency,
+        max_seconds=args.max_seconds,
+        web_workers=args.web_workers,
+        web_threads=args.web_threads,
+        redis_url=args.redis_url,
+    )
     print(
         f"webhook ingest, {args.web_workers} gunicorn workers x {args.web_threads} threads, "
         f"{args.concurrency} concurrent clients, distinct tickets"
@@ -205,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{r.app:<6} {r.requests:>8} {r.seconds:>8.2f} {r.rate:>8.0f} {r.pct(0.5):>7.1f} {r.pct(0.99):>7.1f} {r.errors:>6}"
         )
-    best = {name: max((r.rate for r in rounds if r.app == name), default=0.0) for name in ("ours", "bare")}
+    best = best_rates(rounds)
     if best["bare"]:
         print(
             f"ratio ours/bare (best round each): {best['ours'] / best['bare']:.2f} "

@@ -8,8 +8,10 @@ State per ticket lives in a small hash `<prefix>:sync:<ticket key>`:
     rerun  "1" when an event arrived while the job was running
     delete "1" when a delete event asked for the run (only labels a removal in the log: the job re-fetches)
 
-Every transition is atomic: `submit` and `finish` (which may enqueue) run as WATCH/MULTI
-transactions together with RQ's own enqueue writes; `begin` is a Lua script. A run marks itself
+Every transition is atomic. `submit` is one Lua script (one round trip per event, the webhook's
+hot path): it reads the state and the current job's status and either coalesces or runs RQ's own
+enqueue writes, which RQ composed on a pipeline that is never sent. `finish` (which may enqueue)
+is a WATCH/MULTI transaction; `begin` is a Lua script. A run marks itself
 "running" *before* it fetches, so an event coalesced into a queued job always precedes that job's
 fetch, and an event during the fetch always causes one more run: the last change is never missed.
 
@@ -80,6 +82,48 @@ end
 return 0
 """
 
+# The whole of `submit`, atomically. KEYS[1]: the ticket's state. ARGV: the job key prefix, the queue asked for,
+# the live queue, "1" for a delete event, the new job's id, then RQ's enqueue commands as (count, args...)*.
+# Returns {outcome, job id, queue, what the coalesced job was doing}.
+_SUBMIT = """
+local s = {}
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
+local current = s['job']
+if current and current ~= '' then
+  local status = redis.call('HGET', ARGV[1] .. current, 'status')
+  if status == 'queued' or status == 'scheduled' or status == 'started' or status == 'deferred' then
+    local current_queue = s['queue']
+    if not current_queue or current_queue == '' then current_queue = ARGV[2] end
+    if s['state'] ~= 'running' then
+      if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'delete', '1') end
+      return {'coalesced', current, current_queue, 'queued'}
+    end
+    local rerun_queue = s['rerun_queue'] or ''
+    if s['rerun'] == '1' and (rerun_queue == ARGV[3] or rerun_queue == ARGV[2]) then
+      if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'rerun_delete', '1') end
+      return {'coalesced', current, current_queue, 'running'}
+    end
+    local preferred = rerun_queue
+    if rerun_queue == ARGV[3] or ARGV[2] == ARGV[3] then
+      preferred = ARGV[3]
+    elseif rerun_queue == '' then
+      preferred = ARGV[2]
+    end
+    redis.call('HSET', KEYS[1], 'rerun', '1', 'rerun_queue', preferred)
+    if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'rerun_delete', '1') end
+    return {'rerun_scheduled', current, current_queue, 'running'}
+  end
+end
+local i = 6
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return {'enqueued', ARGV[5], ARGV[2], ''}
+"""
+
 _BEGIN = """
 if redis.call('HGET', KEYS[1], 'job') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'state', 'running', 'rerun', '0')
@@ -108,6 +152,7 @@ class Coalescer:
         self.metrics = metrics or Metrics(connection, names)
         self.queues = {name: Queue(name, connection=connection) for name in names.queues}
         self._promote = connection.register_script(_PROMOTE)
+        self._submit = connection.register_script(_SUBMIT)
         self._begin = connection.register_script(_BEGIN)
 
     # -- called by webhooks, resync --enqueue, requeue -------------------------------------------
@@ -121,15 +166,22 @@ class Coalescer:
             raise ValueError(f"unknown queue {queue_name!r} (known: {', '.join(self.queues)})")
         key = ticket_key(system, ticket_id)
         state_key = self.names.ticket_state(key)
-        with self.connection.pipeline() as pipe:
-            for _ in range(WATCH_ATTEMPTS):
-                try:
-                    result = self._submit_once(pipe, system, ticket_id, key, state_key, queue_name, delete)
-                    break
-                except WatchError:
-                    continue
-            else:  # pragma: no cover - only under pathological contention
-                raise RuntimeError(f"could not submit {system}:{ticket_id}: state kept changing")
+        job_id = new_job_id(self.names, key)
+        args: list[Any] = [
+            Job.redis_job_namespace_prefix,
+            queue_name,
+            self.names.live_queue,
+            "1" if delete else "0",
+            job_id,
+        ]
+        for command in self._enqueue_commands(system, ticket_id, state_key, job_id, queue_name, delete=delete):
+            args += [len(command), *command]
+        outcome, current, current_queue, doing = (_text(value) for value in self._submit(keys=[state_key], args=args))
+        result = SubmitResult(Submission(outcome), current, current_queue)
+        if result.outcome is Submission.ENQUEUED:
+            self.metrics.incr("enqueued", system, queue_name)
+        else:
+            self.metrics.incr("coalesced", system, doing)
         if (
             result.outcome is Submission.COALESCED
             and queue_name == self.names.live_queue
@@ -139,42 +191,14 @@ class Coalescer:
                 result = SubmitResult(result.outcome, result.job_id, queue_name)
         return result
 
-    def _submit_once(
-        self, pipe: Any, system: str, ticket_id: str, key: str, state_key: str, queue_name: str, delete: bool = False
-    ) -> SubmitResult:
-        pipe.watch(state_key)
-        state = pipe.hgetall(state_key)
-        current = _text(state.get(b"job"))
-        if current:
-            job_key = Job.key_for(current)
-            pipe.watch(job_key)
-            if pipe.hget(job_key, "status") in LIVE_JOB_STATUSES:
-                current_queue = _text(state.get(b"queue")) or queue_name
-                if state.get(b"state") != b"running":
-                    pipe.unwatch()
-                    if delete:
-                        self.connection.hset(state_key, "delete", "1")
-                    self.metrics.incr("coalesced", system, "queued")
-                    return SubmitResult(Submission.COALESCED, current, current_queue)
-                rerun_queue = _text(state.get(b"rerun_queue"))
-                if state.get(b"rerun") == b"1" and (rerun_queue == self.names.live_queue or rerun_queue == queue_name):
-                    pipe.unwatch()
-                    if delete:
-                        self.connection.hset(state_key, "rerun_delete", "1")
-                    self.metrics.incr("coalesced", system, "running")
-                    return SubmitResult(Submission.COALESCED, current, current_queue)
-                pipe.multi()
-                rerun = {"rerun": "1", "rerun_queue": self._preferred(rerun_queue, queue_name)}
-                pipe.hset(state_key, mapping={**rerun, **({"rerun_delete": "1"} if delete else {})})
-                pipe.execute()
-                self.metrics.incr("coalesced", system, "running")
-                return SubmitResult(Submission.RERUN_SCHEDULED, current, current_queue)
-        job_id = new_job_id(self.names, key)
-        pipe.multi()
-        self._enqueue(pipe, system, ticket_id, state_key, job_id, queue_name, delete=delete)
-        pipe.execute()
-        self.metrics.incr("enqueued", system, queue_name)
-        return SubmitResult(Submission.ENQUEUED, job_id, queue_name)
+    def _enqueue_commands(
+        self, system: str, ticket_id: str, state_key: str, job_id: str, queue_name: str, *, delete: bool
+    ) -> list[tuple[Any, ...]]:
+        """The Redis commands of queueing the job and its state, as RQ composes them (on a pipeline never sent)."""
+        with self.connection.pipeline() as pipe:
+            pipe.multi()  # as RQ expects of a pipeline it is given
+            self._enqueue(pipe, system, ticket_id, state_key, job_id, queue_name, delete=delete)
+            return [args for args, _options in pipe.command_stack]
 
     def _preferred(self, first: str, second: str) -> str:
         """Of two queues a re-run was asked for, the live one wins."""

@@ -22,6 +22,8 @@ def _logfmt_value(value: Any) -> str:
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+    if not logger.isEnabledFor(level):
+        return  # e.g. one DEBUG line per webhook event: not even its message is built
     message = " ".join(
         [event, *(f"{key}={_logfmt_value(value)}" for key, value in fields.items() if value is not None)]
     )

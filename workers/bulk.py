@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from data_manager.collectors.store import TicketStore
-from data_manager.collectors.tickets.integration import TicketIntegration
+from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
 from data_manager.collectors.tickets.resync import (
     DeleteGuard,
     Progress,
@@ -45,10 +45,11 @@ class BulkDispatcher:
         integration: TicketIntegration,
         persistence: TicketStore,
         plan: ResyncPlan,
+        refs: Iterable[TicketRef],
         summary: ResyncSummary,
         progress: Progress | None,
     ) -> None:
-        for ref in plan.refs:
+        for ref in refs:  # as the listing streams: the workers start on the first page
             result = self.coalescer.submit(plan.system, ref.ticket_id, queue=self.queue)
             if result.outcome is Submission.ENQUEUED:
                 summary.enqueued += 1

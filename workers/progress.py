@@ -24,16 +24,18 @@ class ProgressReporter:
         self._bars: list[Any] = []
 
     def factory(self, plan: ResyncPlan) -> Progress:
-        total = len(plan.refs) - len(plan.prefetched) + len(plan.to_delete)  # stored while listing: done
+        """The total is known only once the listing, which streams into the work, is complete."""
         if self.interactive:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, desc=plan.system, unit="ticket", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(total=None, desc=plan.system, unit="ticket", file=sys.stderr, dynamic_ncols=True)
             self._bars.append(bar)
             lock = threading.Lock()
 
             def update(ticket_id: str, outcome: Any) -> None:
                 with lock:
+                    if plan.complete and bar.total is None:
+                        bar.total = len(plan.listed) + len(plan.to_delete)
                     bar.update(1)
                     if outcome is None:
                         bar.set_postfix_str("failures!", refresh=False)
@@ -41,14 +43,9 @@ class ProgressReporter:
             return update
 
         state = {"done": 0, "failed": 0, "last": time.monotonic()}
-        step = max(1, total // 10)
         lock = threading.Lock()
         log_event(
-            log,
-            "resync_started",
-            system=plan.system,
-            tickets=total,
-            since=plan.since_used.isoformat() if plan.since_used else "",
+            log, "resync_started", system=plan.system, since=plan.since_used.isoformat() if plan.since_used else ""
         )
 
         def report(ticket_id: str, outcome: Any) -> None:
@@ -56,6 +53,8 @@ class ProgressReporter:
                 state["done"] += 1
                 state["failed"] += outcome is None
                 now = time.monotonic()
+                total = len(plan.listed) + len(plan.to_delete) if plan.complete else None
+                step = max(1, (total or len(plan.listed)) // 10)
                 if state["done"] % step == 0 or state["done"] == total or now - state["last"] >= 10:
                     state["last"] = now
                     log_event(
@@ -63,6 +62,7 @@ class ProgressReporter:
                         "resync_progress",
                         system=plan.system,
                         done=state["done"],
+                        listed=len(plan.listed),
                         total=total,
                         failed=state["failed"],
                     )

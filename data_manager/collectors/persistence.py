@@ -31,6 +31,7 @@ import yaml
 from data_manager.collectors.catalog import Catalog, CatalogEntry, change_from_row, entry_from_row, record_change
 from data_manager.collectors.changes import Change, ChangeKind
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
+from data_manager.collectors.tickets.errors import TransientError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
 
@@ -44,6 +45,14 @@ TEMP_SUFFIX = ".tmp"  # temp files are ".<final name>.<random>.tmp" beside their
 
 class PersistenceError(Exception):
     """Storing or reading a resource failed; the message names the resource and the path."""
+
+
+class StoreUnavailable(PersistenceError, TransientError):
+    """The store could not be reached or answered in time (connection refused, server restarting, pool exhausted).
+
+    Retried like an unreachable ticket system, so a database that is down for a while delays jobs but never
+    moves an accepted event to the failed registry.
+    """
 
 
 class UpsertOutcome(str, Enum):

@@ -27,6 +27,7 @@ from data_manager.collectors.persistence import (
     META_SUFFIX,
     TICKETS_DIR,
     PersistenceError,
+    StoreUnavailable,
     UpsertOutcome,
     atomic_write,
     render_metadata,
@@ -164,11 +165,15 @@ def import_tickets(
     def flush() -> None:
         try:
             outcomes = store.upsert_many((resource, updated_at) for _, resource, updated_at in batch)
+        except StoreUnavailable:  # the store is down: stop, re-running the import is idempotent
+            raise
         except PersistenceError:  # one ticket refused (its file name holds another ticket): find it
             outcomes = []
             for path, resource, updated_at in batch:
                 try:
                     outcomes.append(store.upsert(resource, updated_at=updated_at))
+                except StoreUnavailable:
+                    raise
                 except PersistenceError as exc:
                     report.malformed.append((str(path), str(exc)))
         for outcome in outcomes:

@@ -185,7 +185,7 @@ def test_memory_proves_nothing_and_builds_from_settings() -> None:
 def test_settings_are_typed_and_read_as_a_mapping() -> None:
     settings = InMemoryTickets.config_schema().load({"enabled": True, "store": "s"})
     assert settings.store == "s" and settings["store"] == "s" and settings.get("nope") is None
-    assert dict(settings)["resync_concurrency"] == 4
+    assert dict(settings)["resync_concurrency"] == 8
     with pytest.raises(Exception):
         settings.store = "other"  # type: ignore[misc]
 

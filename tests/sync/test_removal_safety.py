@@ -181,7 +181,7 @@ def test_guard_lets_a_small_deletion_through(
 def test_guard_needs_both_limits_exceeded(stored: int, removed: int, stops: bool) -> None:
     from data_manager.collectors.tickets.resync import ResyncPlan
 
-    plan = ResyncPlan("memory", [], True, None, None, None, {str(n) for n in range(removed)}, stored=stored)
+    plan = ResyncPlan("memory", True, None, None, to_delete={str(n) for n in range(removed)}, stored=stored)
     assert (DeleteGuard().refusal(plan) is not None) is stops
     assert DeleteGuard(allow_mass_delete=True).refusal(plan) is None
 

@@ -1,12 +1,14 @@
 """The resync stores complete tickets a listing brings (`TicketRef.snapshot`) without fetching them again.
 
 The engine's rules hold for them as for fetched ones: an older snapshot never replaces a newer copy,
-a failed store holds the cursor, and the plan keeps no snapshot (memory stays flat).
+a failed store holds the cursor, and the plan keeps no snapshot (memory stays flat). The work
+starts while the listing is still paging, and a listing that fails midway removes nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 
 from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.tickets import TicketData
+from data_manager.collectors.tickets.errors import TransientError
 from data_manager.collectors.tickets.integration import TicketRef, TicketSnapshot
 from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import InMemoryBackend
@@ -82,12 +85,60 @@ def test_the_plan_keeps_no_snapshot_and_the_bulk_path_ignores_them(
 ) -> None:
     integration = ListingTickets(backend)
     ticket_id = backend.create(TicketData(title="a"))
-    taken: list[str] = []
-    plan = plan_resync(integration, store, snapshot_sink=lambda tickets: taken.extend(s.ticket_id for s in tickets))
-    assert taken == [ticket_id] and plan.prefetched == {ticket_id}
-    assert all(ref.snapshot is None for ref in plan.refs)
-    without_sink = plan_resync(integration, store)  # the bulk dispatcher: ids only, every one fetched later
-    assert without_sink.prefetched == set() and [r.ticket_id for r in without_sink.refs] == [ticket_id]
+    plan = plan_resync(integration, store)  # what the bulk dispatcher sees: ids only, every one fetched later
+    assert plan.listed == {ticket_id: integration.fetch(ticket_id).updated_at}
+    assert all(ref.snapshot is None for ref in plan.refs) and plan.complete
+
+
+def test_work_starts_while_the_listing_is_still_paging(backend: InMemoryBackend, store: PersistenceService) -> None:
+    """The listing waits (up to 10 s) for the first listed ticket to be fetched before it lists the second."""
+    integration = ListingTickets(backend)
+    first, second = backend.create(TicketData(title="a")), backend.create(TicketData(title="b"))
+    integration.incomplete = {first, second}
+    first_fetched = threading.Event()
+    waited: list[bool] = []
+    listing = integration.iter_changed
+    fetch = integration.fetch
+
+    def slow_listing(since: datetime | None) -> Iterator[TicketRef]:
+        refs = list(listing(since))
+        yield refs[0]
+        waited.append(first_fetched.wait(10))  # a sequential resync would fetch nothing until the listing ends
+        yield from refs[1:]
+
+    def fetch_and_tell(ticket_id: str) -> TicketSnapshot:
+        snapshot = fetch(ticket_id)
+        first_fetched.set()
+        return snapshot
+
+    integration.iter_changed = slow_listing  # type: ignore[method-assign]
+    integration.fetch = fetch_and_tell  # type: ignore[method-assign]
+    summary = resync_system(integration, store, full=True)
+    assert waited == [True]
+    assert summary.ok and (summary.listed, summary.written) == (2, 2)
+
+
+def test_a_listing_that_fails_midway_removes_nothing_and_holds_the_cursor(
+    backend: InMemoryBackend, store: PersistenceService, clock: list[datetime]
+) -> None:
+    integration = ListingTickets(backend)
+    ids = [backend.create(TicketData(title=f"t{i}")) for i in range(4)]
+    assert resync_system(integration, store, full=True).ok
+    cursor = store.get_cursor("memory")
+    clock[0] += timedelta(hours=2)
+    backend.update(ids[0], {"title": "changed"})
+    backend.delete(ids[3])  # gone upstream: a complete listing would remove our copy
+    listing = integration.iter_changed
+
+    def broken(since: datetime | None) -> Iterator[TicketRef]:
+        yield next(ref for ref in listing(since) if ref.ticket_id == ids[0])
+        raise TransientError("page 2 timed out")
+
+    integration.iter_changed = broken  # type: ignore[method-assign]
+    summary = resync_system(integration, store, full=True)
+    assert summary.error.startswith("listing failed: TransientError") and summary.deletion_candidates == 0
+    assert store.ticket_ids("memory") == set(ids) and store.get_cursor("memory") == cursor
+    assert "Title: changed" in store.get("memory", ids[0]).content  # what was listed was still stored
 
 
 def test_an_older_listed_snapshot_never_replaces_a_newer_copy(

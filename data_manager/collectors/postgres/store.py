@@ -34,6 +34,7 @@ from data_manager.collectors.persistence import (
     Removal,
     RemovalReason,
     StoredTicket,
+    StoreUnavailable,
     UpsertOutcome,
     canonical_metadata,
     persist_resource_files,
@@ -531,4 +532,7 @@ def _database_errors(doing: str, where: str) -> Iterator[None]:
     except psycopg.Error as exc:  # the pool's PoolTimeout and PoolClosed are psycopg errors too
         text = str(exc).strip()
         message = text.splitlines()[0] if text else type(exc).__name__
-        raise PersistenceError(f"cannot {doing} in {where}: {message}") from None
+        # OperationalError covers what passes: a refused or dropped connection, a server shutting down, the
+        # pool's timeout, statement_timeout, deadlocks and serialisation failures. The rest is our bug or data.
+        error = StoreUnavailable if isinstance(exc, psycopg.OperationalError) else PersistenceError
+        raise error(f"cannot {doing} in {where}: {message}") from None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from data_manager.collectors.tickets.errors import CredentialsRefused
-from data_manager.collectors.tickets.http import ApiClient
+from data_manager.collectors.tickets.http import clients_of
 from data_manager.collectors.tickets.integration import TicketIntegration
 
 DEFAULT_PROOF_SECONDS = 60.0
@@ -53,13 +53,8 @@ def _proof_for(integration: TicketIntegration) -> _Proof:
         return proof
 
 
-def _api_clients(integration: TicketIntegration) -> list[ApiClient]:
-    """The HTTP clients an integration holds (as attributes), whose 401s must forget its proof."""
-    return [value for value in vars(integration).values() if isinstance(value, ApiClient)]
-
-
 def _listen_for_refusals(integration: TicketIntegration, proof: _Proof) -> None:
-    for client in _api_clients(integration):
+    for client in clients_of(integration):  # whose 401s must forget its proof
         if id(client) not in proof.listening:
             proof.listening.add(id(client))
             client.on_unauthorized(proof.forget)

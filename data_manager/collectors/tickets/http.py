@@ -95,6 +95,11 @@ def retry_after_seconds(response: requests.Response, now: Callable[[], datetime]
     return None
 
 
+def clients_of(holder: object) -> list[ApiClient]:
+    """The HTTP clients an object (an integration) holds as attributes."""
+    return [value for value in vars(holder).values() if isinstance(value, ApiClient)]
+
+
 def server_message(response: requests.Response, limit: int = 500) -> str:
     """The error text a ticket system put in its response body (Jira, Redmine, Bugzilla, Salesforce shapes)."""
     try:
@@ -161,6 +166,7 @@ class ApiClient:
         self._count_lock = threading.Lock()
         self.request_count = 0  # every HTTP request sent, retries included (for resync reports)
         self._unauthorized_listeners: list[Callable[[], None]] = []
+        self._throttle_listeners: list[Callable[[], None]] = []
 
     def on_unauthorized(self, listener: Callable[[], None]) -> None:
         """Call `listener` whenever the server answers 401: our credentials stopped working.
@@ -171,6 +177,20 @@ class ApiClient:
         with self._count_lock:
             if listener not in self._unauthorized_listeners:
                 self._unauthorized_listeners.append(listener)
+
+    def on_throttled(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the requesting thread) whenever the server answers 429 or 503: it wants less load.
+
+        The resync's adaptive concurrency (`throttle.AdaptiveLimit`) listens here to run fewer threads.
+        """
+        with self._count_lock:
+            self._throttle_listeners.append(listener)
+
+    def off_throttled(self, listener: Callable[[], None]) -> None:
+        """Stop calling a listener given to `on_throttled` (a resync that ended)."""
+        with self._count_lock:
+            if listener in self._throttle_listeners:
+                self._throttle_listeners.remove(listener)
 
     def url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/")) if not path.startswith(("http://", "https://")) else path
@@ -212,6 +232,9 @@ class ApiClient:
                 _request_secrets.reset(in_flight)
             if response.status_code < 400:
                 return response
+            if response.status_code in RETRY_ANY_METHOD:
+                for listener in list(self._throttle_listeners):
+                    listener()
             wait = retry_after_seconds(response)
             retryable = response.status_code in RETRY_ANY_METHOD or (
                 idempotent and response.status_code in RETRY_IDEMPOTENT

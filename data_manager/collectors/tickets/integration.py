@@ -182,6 +182,9 @@ def verify_hmac_signature(header_value: str | None, body: bytes, secret: str, *,
 
 
 SOURCES_PATH = "data_manager.sources.tickets"
+# Tickets a resync works on at once: a remote server's latency, not our CPU, bounds a resync, and 8 keep-alive
+# connections reach the floor of a real Redmine (bench/redmine_resync.py). A 429/503 halves it for the run.
+DEFAULT_RESYNC_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -199,7 +202,7 @@ class IntegrationSettings(Mapping[str, Any]):
     webhook_unauthenticated: bool = False
     timeout_seconds: float = 30.0
     max_retries: int = 4
-    resync_concurrency: int = 4
+    resync_concurrency: int = DEFAULT_RESYNC_CONCURRENCY
     resync_overlap_seconds: int = 300
     credential_proof_seconds: float = 60.0  # how long a successful credential check is trusted (credentials.py)
 
@@ -236,7 +239,7 @@ class IntegrationConfigSchema(Schema):
     webhook_unauthenticated = fields.Boolean(load_default=False)
     timeout_seconds = fields.Float(load_default=30.0, validate=validate.Range(min=0.1, max=600))
     max_retries = fields.Integer(load_default=4, validate=validate.Range(min=0, max=20))
-    resync_concurrency = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
+    resync_concurrency = fields.Integer(load_default=DEFAULT_RESYNC_CONCURRENCY, validate=validate.Range(min=1, max=64))
     resync_overlap_seconds = fields.Integer(load_default=300, validate=validate.Range(min=0, max=86400))
     # How long a successful credential check is trusted (see credentials.py); 0 = check every time.
     credential_proof_seconds = fields.Float(load_default=60.0, validate=validate.Range(min=0, max=3600))
@@ -287,7 +290,7 @@ class TicketIntegration(abc.ABC):
 
     webhook_secret: str | None = None
     webhook_unauthenticated: bool = False
-    resync_concurrency: int = 4
+    resync_concurrency: int = DEFAULT_RESYNC_CONCURRENCY
     resync_overlap_seconds: int = 300
     credential_proof_seconds: float = 60.0
     _name: str | None = None

@@ -1,25 +1,30 @@
-"""The resync engine: plan, guard, dispatch, settle deletion candidates, advance the cursor.
+"""The resync engine: list, dispatch as the listing streams, settle deletion candidates, advance the cursor.
 
-One engine, two dispatchers: `InlineDispatcher` fetches the listed tickets here with bounded
-concurrency; a bulk dispatcher (`workers.bulk`) hands each to the workers' bulk queue. Both share
-the plan, the summary type and the rules below.
+One engine, two dispatchers: `InlineDispatcher` fetches the listed tickets here with bounded,
+adaptive concurrency; a bulk dispatcher (`workers.bulk`) hands each to the workers' bulk queue.
+Both share the plan, the summary type and the rules below.
 
+- The work is pipelined: the listing pages in its own thread (`read_ahead`) and each listed ticket
+  is dispatched as it arrives. The full set of listed ids is needed only at the end, for deletions.
 - Credentials are proven before the listing is used (and, for a full resync, again afterwards):
   a refused key often lists as the anonymous user, who sees nothing, and nothing may be removed
   on the strength of that. A refused proof fails the system's resync.
 - A full resync also removes what no longer exists upstream, or no longer falls inside the
-  listing's scope; every such candidate is fetched first, and one changed within `UNLISTED_GRACE`
-  of the listing is kept (search indexes can lag, and deleting a live ticket is the worse error).
-  Candidates are always settled inline: they are few, and a sync job could not tell them apart.
+  listing's scope, and only once the listing ran to its end; every such candidate is fetched first,
+  and one changed within `UNLISTED_GRACE` of the listing is kept (search indexes can lag, and
+  deleting a live ticket is the worse error). Candidates are always settled inline: they are few,
+  and a sync job could not tell them apart.
 - The mass-deletion guard: when the candidates are more than `max_fraction` of the stored tickets
   and more than `min_count`, none is removed and the resync fails, saying how to override.
 - The per-system cursor is the newest upstream update time seen, so our clock never matters, and
   it only advances when nothing failed, so a failed ticket is retried by the next incremental run.
 - A listing may bring complete tickets (`TicketRef.snapshot`, e.g. Jira's search with its embedded
-  comments). The inline dispatcher stores those while the listing streams, with the same ordering
-  guard as a fetch, and fetches only the rest; the plan keeps ids and times, never a snapshot, so
-  memory stays flat however long the listing. The bulk dispatcher ignores snapshots and enqueues
-  every id (a queued job carries only an id and always fetches).
+  comments). The inline dispatcher stores those with the same ordering guard as a fetch, and
+  fetches only the rest; the plan keeps ids and times, never a snapshot, so memory stays flat
+  however long the listing. The bulk dispatcher ignores snapshots and enqueues every id (a queued
+  job carries only an id and always fetches).
+- A 429/503 from the server halves how many tickets are worked on at once (`throttle.AdaptiveLimit`);
+  a run of successes lets it grow back, one at a time, up to `resync_concurrency`.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets.credentials import prove_credentials
 from data_manager.collectors.tickets.errors import CredentialsRefused
 from data_manager.collectors.tickets.group_commit import GroupCommitter
-from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef, TicketSnapshot
+from data_manager.collectors.tickets.integration import TicketIntegration, TicketRef
+from data_manager.collectors.tickets.read_ahead import read_ahead
 from data_manager.collectors.tickets.sync import (
+    Settled,
     SyncOutcome,
     reconcile_unlisted,
     store_snapshot,
@@ -47,13 +54,14 @@ from data_manager.collectors.tickets.sync import (
     submit_ticket,
     sync_ticket,
 )
+from data_manager.collectors.tickets.throttle import AdaptiveLimit, adapting_to
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, SyncOutcome | None], None]  # (ticket id, outcome or None on failure)
 ProgressFactory = Callable[["ResyncPlan"], Progress | None]
-# Takes the complete tickets a listing brings, as the listing streams them (the inline dispatcher stores them).
-SnapshotSink = Callable[[Iterator[TicketSnapshot]], None]
+# How many listed tickets the listing may run ahead of the work (ids, or complete tickets when the listing brings them).
+READ_AHEAD = 256
 
 # How long a stored ticket that a full listing did not return must have been unchanged before it is
 # taken to be out of scope (Jira Cloud's search is eventually consistent; clocks may differ a little).
@@ -62,16 +70,61 @@ UNLISTED_GRACE = timedelta(hours=1)
 
 @dataclass
 class ResyncPlan:
+    """One resync's listing, recorded as it streams, and (full resync, once complete) what may have to go.
+
+    It keeps ids and update times, never a snapshot, so memory stays small however long the listing.
+    """
+
     system: str
-    refs: list[TicketRef]
     full: bool
     since_used: datetime | None
     previous_cursor: datetime | None
-    new_cursor: datetime | None
-    to_delete: set[str] = field(default_factory=set)  # stored here, not listed upstream (full only)
     listed_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # when the listing started
+    listed: dict[str, datetime | None] = field(default_factory=dict)  # every listed id -> newest update time seen
+    newest: datetime | None = None  # newest update time listed
+    complete: bool = False  # the listing ran to its end: only then may anything be removed or the cursor move
+    error: str = ""  # the listing failed (or its credentials were refused): the whole system failed
+    to_delete: set[str] = field(default_factory=set)  # stored here, not listed upstream (full only)
     stored: int = 0  # how many copies of the system were stored when the listing ended
-    prefetched: set[str] = field(default_factory=set)  # listed complete and already stored: not fetched again
+
+    @property
+    def refs(self) -> list[TicketRef]:
+        """Every listed ticket once, with its newest update time."""
+        return [TicketRef(ticket_id, updated_at) for ticket_id, updated_at in self.listed.items()]
+
+    @property
+    def new_cursor(self) -> datetime | None:
+        """The newest upstream time seen, never behind the previous cursor."""
+        times = [t for t in (self.newest, self.previous_cursor) if t is not None]
+        return max(times, default=None)
+
+    def stream(self, integration: TicketIntegration) -> Iterator[TicketRef]:
+        """The integration's listing (from `since_used`): its tickets as they come, each once (again only when listed with a newer time).
+
+        Listings that page by offset can repeat a ticket that changed mid-listing. A listing error is
+        recorded in `error`, not raised: what was already handed out is harmless to finish, but
+        nothing is removed and the cursor stays.
+        """
+        try:
+            for ref in integration.iter_changed(self.since_used):
+                updated = ref.updated_at
+                if ref.ticket_id in self.listed:
+                    seen = self.listed[ref.ticket_id]
+                    if updated is None or (seen is not None and updated <= seen):
+                        continue
+                self.listed[ref.ticket_id] = updated
+                if updated is not None and (self.newest is None or updated > self.newest):
+                    self.newest = updated
+                yield ref
+        except CredentialsRefused as exc:
+            log.error("resync %s: credentials refused: %s", self.system, exc)
+            self.error = f"credentials refused: {exc}"
+            return
+        except Exception as exc:
+            log.error("resync %s: listing failed: %s", self.system, exc)
+            self.error = f"listing failed: {type(exc).__name__}: {exc}"
+            return
+        self.complete = True
 
 
 @dataclass(frozen=True)
@@ -156,7 +209,7 @@ class ResyncSummary:
 
 
 class Dispatcher(Protocol):
-    """Takes the listed tickets of a plan: fetches them here, or hands them to someone who will."""
+    """Takes the listed tickets as the listing streams them: works on them here, or hands them on."""
 
     kind: str
 
@@ -165,19 +218,42 @@ class Dispatcher(Protocol):
         integration: TicketIntegration,
         persistence: TicketStore,
         plan: ResyncPlan,
+        refs: Iterable[TicketRef],
         summary: ResyncSummary,
         progress: Progress | None,
     ) -> None: ...
 
 
-def _dedupe(refs: Iterable[TicketRef]) -> list[TicketRef]:
-    """Listings that page by offset can repeat a ticket that changed mid-listing; keep its newest ref."""
-    newest: dict[str, TicketRef] = {}
-    for ref in refs:
-        seen = newest.get(ref.ticket_id)
-        if seen is None or (ref.updated_at and (seen.updated_at is None or ref.updated_at > seen.updated_at)):
-            newest[ref.ticket_id] = ref
-    return list(newest.values())
+def start_plan(
+    integration: TicketIntegration,
+    persistence: TicketStore,
+    *,
+    since: datetime | None = None,
+    full: bool = False,
+    use_cursor: bool = True,
+) -> ResyncPlan:
+    """Prove the credentials and choose where the listing starts (raises `CredentialsRefused`)."""
+    prove_credentials(integration, fresh=full)
+    listed_at = datetime.now(UTC)
+    previous = persistence.get_cursor(integration.name)
+    if full:
+        since_used = None
+    elif since is not None:
+        since_used = since if since.tzinfo else since.replace(tzinfo=UTC)
+    elif use_cursor and previous is not None:
+        since_used = previous - timedelta(seconds=integration.resync_overlap_seconds)
+    else:
+        since_used = None
+    return ResyncPlan(integration.name, full, since_used, previous, listed_at)
+
+
+def finish_plan(integration: TicketIntegration, persistence: TicketStore, plan: ResyncPlan) -> None:
+    """Once a full listing is complete: prove the credentials again and find the stored copies it did not list."""
+    if plan.full and plan.complete and not plan.error:
+        prove_credentials(integration, fresh=True)  # still accepted now that the listing is complete
+        stored_ids = persistence.ticket_ids(plan.system)
+        plan.stored = len(stored_ids)
+        plan.to_delete = stored_ids - plan.listed.keys()
 
 
 def plan_resync(
@@ -187,76 +263,41 @@ def plan_resync(
     since: datetime | None = None,
     full: bool = False,
     use_cursor: bool = True,
-    snapshot_sink: SnapshotSink | None = None,
 ) -> ResyncPlan:
-    """What to fetch (and, for a full resync, what may have to go), from a listing made on proven credentials.
-
-    With a `snapshot_sink`, complete tickets the listing brings go to it as they stream and are
-    marked `prefetched`; without one they are dropped and fetched like the rest.
-    """
-    system = integration.name
-    prove_credentials(integration, fresh=full)
-    listed_at = datetime.now(UTC)
-    previous = persistence.get_cursor(system)
-    if full:
-        since_used = None
-    elif since is not None:
-        since_used = since if since.tzinfo else since.replace(tzinfo=UTC)
-    elif use_cursor and previous is not None:
-        since_used = previous - timedelta(seconds=integration.resync_overlap_seconds)
-    else:
-        since_used = None
-    listed: list[TicketRef] = []
-    prefetched: set[str] = set()
-
-    def complete_tickets() -> Iterator[TicketSnapshot]:
-        for ref in integration.iter_changed(since_used):
-            listed.append(TicketRef(ref.ticket_id, ref.updated_at))  # the plan never holds a snapshot
-            if ref.snapshot is not None and snapshot_sink is not None:
-                prefetched.add(ref.ticket_id)
-                yield ref.snapshot
-            else:
-                prefetched.discard(ref.ticket_id)  # listed again without its content: fetch it
-
-    tickets = complete_tickets()
-    if snapshot_sink is not None:
-        snapshot_sink(tickets)
-    for _ in tickets:  # the rest of the listing, when there is no sink (or it stopped on refused credentials)
+    """The whole listing, without working on it (ids and times only); errors raise."""
+    plan = start_plan(integration, persistence, since=since, full=full, use_cursor=use_cursor)
+    for _ in plan.stream(integration):
         pass
-    refs = _dedupe(listed)
-    times = [ref.updated_at for ref in refs if ref.updated_at is not None]
-    new_cursor = max([*times, *([previous] if previous else [])], default=None)
-    to_delete: set[str] = set()
-    stored = 0
-    if full:
-        prove_credentials(integration, fresh=True)  # still accepted now that the listing is complete
-        stored_ids = persistence.ticket_ids(system)
-        stored = len(stored_ids)
-        to_delete = stored_ids - {ref.ticket_id for ref in refs}
-    return ResyncPlan(system, refs, full, since_used, previous, new_cursor, to_delete, listed_at, stored, prefetched)
+    if plan.error:
+        raise RuntimeError(plan.error)
+    finish_plan(integration, persistence, plan)
+    return plan
 
 
 class _TicketRunner:
-    """Runs one callable per ticket on a bounded pool; failures are counted, never raised.
+    """Runs one callable per ticket on a pool, at most `limit.current` at once; failures are counted, never raised.
 
     A refused credential proof stops the run: it fails the system, and nothing more is tried.
     """
 
-    def __init__(self, summary: ResyncSummary, progress: Progress | None) -> None:
+    def __init__(self, summary: ResyncSummary, progress: Progress | None, limit: AdaptiveLimit) -> None:
         self.summary = summary
         self.progress = progress
+        self.limit = limit
         self.lock = threading.Lock()
         self.refused = threading.Event()
 
-    def one(self, ticket_id: str, work: Callable[[str], SyncOutcome | None]) -> None:
+    def one(self, ticket_id: str, work: Callable[[], SyncOutcome | None]) -> None:
         """Run `work`; its outcome is counted now, or later through `settle` when it returns None (group commit)."""
         if self.refused.is_set():
             return
+        self.limit.started()
         try:
-            outcome = work(ticket_id)
+            outcome = work()
         except Exception as exc:
             self.settle(ticket_id, None, exc)
             return
+        self.limit.succeeded()
         if outcome is not None:
             self.settle(ticket_id, outcome, None)
 
@@ -282,26 +323,34 @@ class _TicketRunner:
         if self.progress:
             self.progress(ticket_id, outcome)
 
-    def run(self, ticket_ids: Iterable[str], work: Callable[[str], SyncOutcome | None], concurrency: int) -> None:
-        workers = max(1, concurrency)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"resync-{self.summary.system}") as pool:
+    def run(self, work: Iterable[tuple[str, Callable[[], SyncOutcome | None]]]) -> None:
+        """Run each (ticket id, work); `work` is read ahead by its own thread, so a slow listing overlaps the work."""
+        ceiling = self.limit.ceiling
+        with ThreadPoolExecutor(max_workers=ceiling, thread_name_prefix=f"resync-{self.summary.system}") as pool:
             in_flight: set[Future[None]] = set()
-            for ticket_id in ticket_ids:  # bounded submission: memory stays flat for 100k tickets
-                if self.refused.is_set():
-                    break
-                if len(in_flight) >= workers * 4:
-                    _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                in_flight.add(pool.submit(self.one, ticket_id, work))
-            wait(in_flight)
+            items = read_ahead(work, READ_AHEAD, name=f"listing-{self.summary.system}")
+            try:
+                for ticket_id, call in items:
+                    while len(in_flight) >= self.limit.current:  # the limit may shrink (429/503) or grow back
+                        _, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    if self.refused.is_set():
+                        break
+                    in_flight.add(pool.submit(self.one, ticket_id, call))
+            finally:
+                items.close()  # on a refusal: stop the listing too
+                wait(in_flight)
 
 
 @dataclass
 class InlineDispatcher:
-    """Fetches and stores every listed ticket in this process, at most `concurrency` fetches at a time.
+    """Fetches and stores every listed ticket in this process as the listing streams, adapting its concurrency.
 
-    With `group_commit` (the default) the fetched tickets are stored in batches (`GroupCommitter`: up
-    to 100 per transaction, or what arrived within 0.5 s), and `dispatch` returns only once every
-    batch is durable, so the cursor, advanced after it, never passes an uncommitted ticket.
+    A ticket the listing brings complete (`TicketRef.snapshot`) is stored as it is; the rest are fetched.
+    At most `concurrency` (default: the system's `resync_concurrency`) at once, fewer while the server
+    answers 429/503 (`throttle.AdaptiveLimit`). With `group_commit` (the default) the tickets are stored
+    in batches (`GroupCommitter`: up to 100 per transaction, or what arrived within 0.5 s), and
+    `dispatch` returns only once every batch is durable, so the cursor, advanced after it, never passes
+    an uncommitted ticket.
     """
 
     concurrency: int | None = None
@@ -313,60 +362,70 @@ class InlineDispatcher:
         integration: TicketIntegration,
         persistence: TicketStore,
         plan: ResyncPlan,
+        refs: Iterable[TicketRef],
         summary: ResyncSummary,
         progress: Progress | None,
     ) -> None:
-        runner = _TicketRunner(summary, progress)
-        ticket_ids = (ref.ticket_id for ref in plan.refs if ref.ticket_id not in plan.prefetched)
-        concurrency = self.concurrency or integration.resync_concurrency
+        runner = _TicketRunner(summary, progress, AdaptiveLimit(self.concurrency or integration.resync_concurrency))
         if not self.group_commit:
-            runner.run(ticket_ids, lambda ticket_id: sync_ticket(integration, persistence, ticket_id), concurrency)
+            run_adapting(
+                integration, runner, ((ref.ticket_id, _sync_now(integration, persistence, ref)) for ref in refs)
+            )
             return
         with GroupCommitter(persistence, name=f"commit-{integration.name}") as committer:
-            runner.run(
-                ticket_ids,
-                lambda ticket_id: submit_ticket(
-                    integration, persistence, committer, ticket_id, partial(runner.settle, ticket_id)
+            run_adapting(
+                integration,
+                runner,
+                (
+                    (
+                        ref.ticket_id,
+                        _sync_batched(integration, persistence, committer, ref, partial(runner.settle, ref.ticket_id)),
+                    )
+                    for ref in refs
                 ),
-                concurrency,
             )
 
-    def snapshot_sink(
-        self, integration: TicketIntegration, persistence: TicketStore, summary: ResyncSummary
-    ) -> SnapshotSink:
-        """Stores the listing's complete tickets as they stream, `concurrency` at a time, a few in flight."""
 
-        def store(snapshots: Iterator[TicketSnapshot]) -> None:
-            pending: dict[str, list[TicketSnapshot]] = {}  # bounded by the runner's in-flight limit
-            lock = threading.Lock()
-            runner = _TicketRunner(summary, None)
+def _sync_now(integration: TicketIntegration, persistence: TicketStore, ref: TicketRef) -> Callable[[], SyncOutcome]:
+    """Store the listed snapshot, or fetch and store the ticket, in its own transaction."""
+    snapshot = ref.snapshot
+    if snapshot is not None:
+        return lambda: store_snapshot(integration, persistence, snapshot)
+    ticket_id = ref.ticket_id
+    return lambda: sync_ticket(integration, persistence, ticket_id)
 
-            def ids() -> Iterator[str]:
-                for snapshot in snapshots:
-                    with lock:
-                        pending.setdefault(snapshot.ticket_id, []).append(snapshot)
-                    yield snapshot.ticket_id
 
-            def take(ticket_id: str) -> TicketSnapshot:
-                with lock:
-                    queued = pending[ticket_id]
-                    snapshot = queued.pop(0)
-                    if not queued:
-                        del pending[ticket_id]
-                return snapshot
+def _sync_batched(
+    integration: TicketIntegration,
+    persistence: TicketStore,
+    committer: GroupCommitter,
+    ref: TicketRef,
+    settled: Settled,
+) -> Callable[[], SyncOutcome | None]:
+    """Hand the listed snapshot, or the fetched ticket, to the committer (None); a removal happens now."""
+    snapshot = ref.snapshot
+    if snapshot is not None:
 
-            concurrency = self.concurrency or integration.resync_concurrency
-            if not self.group_commit:
-                runner.run(ids(), lambda t: store_snapshot(integration, persistence, take(t)), concurrency)
-                return
-            with GroupCommitter(persistence, name=f"commit-{integration.name}") as committer:
+        def submit() -> None:
+            submit_snapshot(integration, committer, snapshot, settled)
 
-                def work(ticket_id: str) -> None:
-                    submit_snapshot(integration, committer, take(ticket_id), partial(runner.settle, ticket_id))
+        return submit
+    ticket_id = ref.ticket_id
+    return lambda: submit_ticket(integration, persistence, committer, ticket_id, settled)
 
-                runner.run(ids(), work, concurrency)
 
-        return store
+def run_adapting(
+    integration: TicketIntegration,
+    runner: _TicketRunner,
+    work: Iterable[tuple[str, Callable[[], SyncOutcome | None]]],
+) -> None:
+    """Run the work on `runner`, whose limit halves on each throttle answer from the system's server."""
+    with adapting_to(integration, runner.limit):
+        runner.run(work)
+    if runner.limit.cuts:
+        log.info(
+            "resync %s: the server throttled us; concurrency cut %d times", runner.summary.system, runner.limit.cuts
+        )
 
 
 def settle_candidates(
@@ -380,12 +439,12 @@ def settle_candidates(
 ) -> None:
     """Fetch every stored-but-unlisted ticket and remove it only when gone or long outside the scope."""
     unchanged_since = plan.listed_at - UNLISTED_GRACE
-    runner = _TicketRunner(summary, progress)
-    runner.run(
-        sorted(plan.to_delete),
-        lambda ticket_id: reconcile_unlisted(integration, persistence, ticket_id, unchanged_since=unchanged_since),
-        concurrency or integration.resync_concurrency,
-    )
+
+    def settle(ticket_id: str) -> Callable[[], SyncOutcome]:
+        return lambda: reconcile_unlisted(integration, persistence, ticket_id, unchanged_since=unchanged_since)
+
+    runner = _TicketRunner(summary, progress, AdaptiveLimit(concurrency or integration.resync_concurrency))
+    run_adapting(integration, runner, ((ticket_id, settle(ticket_id)) for ticket_id in sorted(plan.to_delete)))
 
 
 def _mode(full: bool, since_used: datetime | None) -> str:
@@ -414,21 +473,13 @@ def resync_system(
     started = time.monotonic()
     system = integration.name
     summary = ResyncSummary(system=system, mode="full" if full else "incremental", dispatch=dispatcher.kind)
-    sink_for = getattr(dispatcher, "snapshot_sink", None)  # only a dispatcher that stores here takes snapshots
     try:
-        plan = plan_resync(
-            integration,
-            persistence,
-            since=since,
-            full=full,
-            use_cursor=use_cursor,
-            snapshot_sink=sink_for(integration, persistence, summary) if sink_for else None,
-        )
+        plan = start_plan(integration, persistence, since=since, full=full, use_cursor=use_cursor)
     except CredentialsRefused as exc:
         log.error("resync %s: credentials refused: %s", system, exc)
         summary.error = f"credentials refused: {exc}"
     except Exception as exc:
-        log.error("resync %s: listing failed: %s", system, exc)
+        log.error("resync %s: could not start: %s", system, exc)
         summary.error = f"listing failed: {type(exc).__name__}: {exc}"
     if summary.error:
         summary.duration_seconds = round(time.monotonic() - started, 3)
@@ -437,19 +488,28 @@ def resync_system(
 
     summary.mode = _mode(plan.full, plan.since_used)
     summary.since = plan.since_used.isoformat() if plan.since_used else ""
-    summary.listed = len(plan.refs)
-    summary.deletion_candidates = len(plan.to_delete)
     progress = progress_factory(plan) if progress_factory else None
-    refusal = guard.refusal(plan)
-    if refusal:
-        log.error("resync %s: %s", system, refusal)
-        summary.error = refusal
-    try:
-        dispatcher.dispatch(integration, persistence, plan, summary, progress)
+    try:  # the listing streams into the dispatcher: work starts with its first page
+        dispatcher.dispatch(integration, persistence, plan, plan.stream(integration), summary, progress)
     except Exception as exc:  # the dispatcher itself failed (e.g. the queue is unreachable)
         log.error("resync %s: dispatch failed: %s", system, exc)
         summary.error = summary.error or f"dispatch failed: {type(exc).__name__}: {exc}"
-    if plan.to_delete and not refusal and not summary.error:
+    summary.listed = len(plan.listed)
+    summary.error = plan.error or summary.error
+    if not summary.error and not plan.complete:
+        summary.error = "the listing stopped before its end"
+    if not summary.error:
+        try:
+            finish_plan(integration, persistence, plan)
+        except CredentialsRefused as exc:
+            log.error("resync %s: credentials refused: %s", system, exc)
+            summary.error = f"credentials refused: {exc}"
+    summary.deletion_candidates = len(plan.to_delete)
+    refusal = guard.refusal(plan)
+    if refusal:
+        log.error("resync %s: %s", system, refusal)
+        summary.error = summary.error or refusal
+    if plan.to_delete and not summary.error:
         settle_candidates(integration, persistence, plan, summary, concurrency=concurrency, progress=progress)
 
     if summary.ok and plan.new_cursor is not None:

@@ -26,8 +26,9 @@ import re
 import signal
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -267,6 +268,10 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         )
         self.requests: list[tuple[str, str, str]] = []  # (method, path, query string)
         self.after_request: list[Callable[[FakeJira, Request], None]] = []
+        self.latency = 0.0  # seconds every API request takes, like a remote server (lets concurrency show)
+        self.in_flight = 0
+        # Per API request, in order of arrival: [requests in flight when it arrived (itself included), its status].
+        self.arrivals: list[list[int]] = []
         self.lock = threading.RLock()
         self._next_issue_id = 10000
         self._next_comment_id = 100000
@@ -867,6 +872,27 @@ class FakeJira(FakeApp, _jql.FieldAccess):
                 Rule("/_fake/lag", endpoint="admin_lag", methods=["POST"]),
             ]
         )
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Serve one request; API requests take `latency` and are counted in flight (`arrivals`)."""
+        if str(environ.get("PATH_INFO", "")).startswith("/_fake/"):
+            return super().__call__(environ, start_response)
+        with self.lock:
+            self.in_flight += 1
+            arrival = [self.in_flight, 0]
+            self.arrivals.append(arrival)
+
+        def noting_status(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            arrival[1] = int(status.split()[0])
+            return start_response(status, headers, *args)
+
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            return super().__call__(environ, noting_status)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
 
     def handle(self, request: Request) -> Response:
         is_admin = request.path.startswith("/_fake/")

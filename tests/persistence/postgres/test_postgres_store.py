@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from data_manager.collectors.persistence import PersistenceError
+from data_manager.collectors.persistence import PersistenceError, PersistenceService, StoreUnavailable
 from data_manager.collectors.postgres import PoolSettings, PostgresPersistence, redact_url
 from data_manager.collectors.tickets import TicketResource
+from data_manager.collectors.transfer import import_tickets
+from service.retry import ErrorKind, RetryPolicy, classify
 from tests.persistence.contract.support import resource
 from tests.pipeline_support.postgres_db import empty_tables
 
@@ -107,3 +110,46 @@ def test_a_batch_reports_each_outcome_in_order(pg: PostgresPersistence) -> None:
     outcomes = pg.upsert_many([resource("new", ticket_id="PROJ-2"), resource("same", ticket_id="PROJ-1")])
     assert [o.value for o in outcomes] == ["written", "unchanged"]
     assert [c.ticket_id for c in pg.changes(after=0)] == ["PROJ-1", "PROJ-2"]
+
+
+def test_an_unreachable_database_is_a_transient_failure_so_the_job_is_retried_not_failed() -> None:
+    """A database that is down (here: nothing listens) must delay jobs through the retry policy, never send an
+    accepted event to the failed registry after the three attempts a surprise gets."""
+    store = PostgresPersistence(
+        "postgresql://tick:s3cret@127.0.0.1:1/tickets", PoolSettings(wait_seconds=1, connect_timeout_seconds=1)
+    )
+    with pytest.raises(StoreUnavailable) as info:
+        store.upsert(resource())
+    store.close()
+    assert classify(info.value) is ErrorKind.TRANSIENT
+    verdict = RetryPolicy(max_attempts=12, base_seconds=1, max_seconds=60).decide(info.value, attempt=5)
+    assert verdict.retry
+
+
+def test_a_statement_timeout_is_transient_but_a_refused_write_is_not(postgres_url: str) -> None:
+    empty_tables(postgres_url)
+    store = PostgresPersistence(postgres_url, PoolSettings(min_size=1, max_size=2, statement_timeout_seconds=0.2))
+    try:
+        with pytest.raises(StoreUnavailable) as timed_out:
+            store._fetch("SELECT pg_sleep(2)", ())
+        assert classify(timed_out.value) is ErrorKind.TRANSIENT
+        store.upsert(TicketResource("a/b", "one", "memory"))
+        with pytest.raises(PersistenceError) as refused:
+            store.upsert(TicketResource("a_b", "two", "memory"))  # same hash, another ticket: refused for good
+        assert not isinstance(refused.value, StoreUnavailable)
+        assert classify(refused.value) is not ErrorKind.TRANSIENT
+    finally:
+        store.close()
+
+
+def test_an_import_into_an_unreachable_database_stops_instead_of_calling_every_ticket_malformed(
+    tmp_path: Path,
+) -> None:
+    source = PersistenceService(tmp_path / "data", fsync=False)
+    source.upsert(resource("one", ticket_id="PROJ-1"))
+    store = PostgresPersistence(
+        "postgresql://tick@127.0.0.1:1/tickets", PoolSettings(wait_seconds=1, connect_timeout_seconds=1)
+    )
+    with pytest.raises(StoreUnavailable):
+        import_tickets(store, source.data_path)
+    store.close()

@@ -32,6 +32,7 @@ import pytest
 import requests
 import yaml
 
+from tests.faults.support import figure
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME
 from tests.pipeline_support.configs import SECRET, write_config
 from tests.pipeline_support.postgres_db import throwaway_database
@@ -223,10 +224,13 @@ def test_four_workers_on_one_postgresql_keep_every_newest_version_with_a_gapless
             assert failed.returncode == 0 and json.loads(failed.stdout or "[]") == []
             for directory in worker_dirs:
                 assert not list(directory.glob("data/tickets/*.txt"))
-            print(
-                f"\npostgres scale: {ROUNDS * TICKETS} webhooks over {TICKETS} tickets, {WORKERS} workers "
-                f"(one SIGKILLed), {len(feed)} feed entries, outcomes {dict(outcomes)}, drained {drained_in:.1f}s after the last webhook"
-            )
+            run = "postgres scale"
+            figure(run, "webhooks answered 202", f"{statuses[202]}/{ROUNDS * TICKETS}", "every 2xx webhook ends stored")
+            figure(run, "tickets at their newest version", f"{TICKETS}/{TICKETS}", "latest state wins, in order")
+            figure(run, "feed entries, gaps", f"{len(feed)}, 0", "the feed has no gap, no duplicate version")
+            figure(run, "stale snapshots refused", outcomes["stale"], "an older snapshot never overwrites")
+            figure(run, "workers SIGKILLed, failed jobs", "1, 0", "nothing accepted is lost")
+            figure(run, "drained after the last webhook", f"{drained_in:.1f}s", "(4 workers, one PostgreSQL)")
         finally:
             for process in processes:
                 if process.alive():
