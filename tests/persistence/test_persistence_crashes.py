@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import random
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from data_manager.collectors import persistence as persistence_module
 from data_manager.collectors.persistence import PersistenceService, UpsertOutcome, canonical_metadata
 from data_manager.collectors.tickets import TicketResource
+from tests.persistence.contract.support import newest_minutes, race_rounds
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 HASH = "jira_PROJ-7"
@@ -168,11 +168,8 @@ def test_an_older_snapshot_staged_before_a_newer_commit_is_refused_at_commit(sto
 
 def _race(data_path: str, seed: int, rounds: int, start: object) -> None:
     store = PersistenceService(data_path)  # fsync on, as in production
-    rng = random.Random(seed)
     start.wait(30)  # type: ignore[attr-defined]
-    for _ in range(rounds):
-        minute = rng.randrange(0, 1000)
-        ticket = f"PROJ-{rng.randrange(3)}"
+    for [(ticket, minute)] in race_rounds(seed, rounds):  # one write a round
         store.upsert(resource(f"{ticket} at minute {minute}", minute, ticket_id=ticket))
 
 
@@ -188,15 +185,8 @@ def test_four_processes_racing_end_at_the_newest_with_catalog_and_files_agreeing
     for process in processes:
         process.join(120)
         assert process.exitcode == 0
-    newest: dict[str, int] = {}
-    for seed in range(4):
-        rng = random.Random(seed)
-        for _ in range(50):
-            minute = rng.randrange(0, 1000)
-            ticket = f"PROJ-{rng.randrange(3)}"
-            newest[ticket] = max(newest.get(ticket, -1), minute)
     store = PersistenceService(data_path)
-    for ticket, minute in newest.items():
+    for ticket, minute in newest_minutes(range(4), 50).items():
         stored = store.get("jira", ticket)
         assert stored.content == f"{ticket} at minute {minute}"
         assert stored.metadata["extra"]["rev"] == stored.content

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import random
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from data_manager.collectors.changes import ChangeKind
 from data_manager.collectors.housekeeping import startup_check
 from data_manager.collectors.persistence import PersistenceError, PersistenceService, UpsertOutcome
 from data_manager.collectors.tickets import TicketResource
+from tests.persistence.contract.support import newest_minutes, race_rounds
 from tests.persistence.test_persistence_crashes import assert_catalog_agrees_with_files, temp_files
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -173,15 +173,9 @@ def test_a_batch_killed_mid_transaction_is_healed_by_the_startup_reconcile(
 
 def _race(data_path: str, seed: int, rounds: int, start: object) -> None:
     store = PersistenceService(data_path)
-    rng = random.Random(seed)
     start.wait(30)  # type: ignore[attr-defined]
-    for _ in range(rounds):
-        batch = []
-        for _ in range(rng.randrange(1, 6)):
-            minute = rng.randrange(0, 1000)
-            ticket = f"PROJ-{rng.randrange(3)}"
-            batch.append(item(ticket, f"{ticket} at minute {minute}", minute))
-        store.upsert_many(batch)
+    for writes in race_rounds(seed, rounds, batched=True):
+        store.upsert_many([item(ticket, f"{ticket} at minute {minute}", minute) for ticket, minute in writes])
 
 
 def test_four_processes_racing_batches_end_at_the_newest(tmp_path: Path) -> None:
@@ -196,16 +190,8 @@ def test_four_processes_racing_batches_end_at_the_newest(tmp_path: Path) -> None
     for process in processes:
         process.join(120)
         assert process.exitcode == 0
-    newest: dict[str, int] = {}
-    for seed in range(4):
-        rng = random.Random(seed)
-        for _ in range(25):
-            for _ in range(rng.randrange(1, 6)):
-                minute = rng.randrange(0, 1000)
-                ticket = f"PROJ-{rng.randrange(3)}"
-                newest[ticket] = max(newest.get(ticket, -1), minute)
     store = PersistenceService(data_path)
-    for ticket, minute in newest.items():
+    for ticket, minute in newest_minutes(range(4), 25, batched=True).items():
         stored = store.get("jira", ticket)
         assert stored.content == f"{ticket} at minute {minute}"
         assert stored.metadata["extra"]["rev"] == stored.content

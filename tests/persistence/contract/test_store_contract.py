@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from data_manager.collectors.persistence import PersistenceError, UpsertOutcome
 from data_manager.collectors.store import TicketStore
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.contract.conftest import StoreRef
-from tests.persistence.contract.support import T0, resource
+from tests.persistence.contract.support import T0, newest_minutes, race_rounds, resource
 
 
 def test_upsert_then_get_returns_content_metadata_and_catalog_facts(store: TicketStore) -> None:
@@ -159,10 +158,7 @@ def test_the_schema_is_current(store: TicketStore) -> None:
 
 def _write_many(ref: StoreRef, seed: int, rounds: int) -> None:
     store = ref.open()
-    rng = random.Random(seed)
-    for _ in range(rounds):
-        minute = rng.randrange(0, 1000)
-        ticket = f"PROJ-{rng.randrange(3)}"
+    for [(ticket, minute)] in race_rounds(seed, rounds):  # one write a round
         store.upsert(resource(f"{ticket} at minute {minute}", T0 + timedelta(minutes=minute), ticket_id=ticket))
     store.close()
 
@@ -176,14 +172,7 @@ def test_concurrent_writers_in_separate_processes_keep_the_newest(store_ref: Sto
         process.join(120)
         assert process.exitcode == 0
     # Replay the same random choices to know the newest version each ticket must end at.
-    newest: dict[str, int] = {}
-    for seed in range(4):
-        rng = random.Random(seed)
-        for _ in range(60):
-            minute = rng.randrange(0, 1000)
-            ticket = f"PROJ-{rng.randrange(3)}"
-            newest[ticket] = max(newest.get(ticket, -1), minute)
-    for ticket, minute in newest.items():
+    for ticket, minute in newest_minutes(range(4), 60).items():
         stored = store.get("jira", ticket)
         assert stored is not None
         assert stored.content == f"{ticket} at minute {minute}"
