@@ -29,10 +29,10 @@ from rq.utils import now
 from rq.worker import BaseWorker
 
 from data_manager.collectors.persistence import RemovalReason
+from data_manager.collectors.store import upsert_each
 from data_manager.collectors.tickets.errors import TicketGone
 from data_manager.collectors.tickets.integration import TicketIntegration, TicketSnapshot
-from data_manager.collectors.tickets.normalise import normalise
-from data_manager.collectors.tickets.sync import SyncOutcome, delete_ticket, outcome_of_upsert, store_snapshot
+from data_manager.collectors.tickets.sync import SyncOutcome, delete_ticket, outcome_of_upsert, resource_of
 from service.coalesce import JOB_FUNCTION
 from service.runtime import Runtime
 from service.settings import Names
@@ -163,15 +163,10 @@ def _sync_all(
             errors[run.job_id] = exc
     if not found:
         return outcomes
-    try:
-        written = runtime.persistence.upsert_many(
-            [(normalise(integration.name, snapshot), snapshot.updated_at) for _, snapshot in found]
-        )
-        outcomes.update({run.job_id: outcome_of_upsert(o) for (run, _), o in zip(found, written, strict=True)})
-    except Exception:  # refused as a batch: one write per ticket tells which one, and stores the others
-        for run, snapshot in found:
-            try:
-                outcomes[run.job_id] = store_snapshot(integration, runtime.persistence, snapshot)
-            except Exception as exc:
-                errors[run.job_id] = exc
+    written = upsert_each(runtime.persistence, [(resource_of(integration, snap), snap.updated_at) for _, snap in found])
+    for (run, _), stored in zip(found, written, strict=True):
+        if isinstance(stored, Exception):
+            errors[run.job_id] = stored
+        else:
+            outcomes[run.job_id] = outcome_of_upsert(stored)
     return outcomes

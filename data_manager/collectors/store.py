@@ -9,14 +9,14 @@ chosen once, by `data_manager.store.url`, in the composition root. mypy checks t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from data_manager.collectors.catalog import CatalogEntry
 from data_manager.collectors.changes import Change
-from data_manager.collectors.persistence import Removal, StoredTicket, UpsertOutcome
+from data_manager.collectors.persistence import Removal, StoredTicket, StoreUnavailable, UpsertOutcome
 from data_manager.collectors.resource_base import BaseResource
 from data_manager.collectors.tickets.ticket_resource import TicketResource
 
@@ -87,3 +87,30 @@ class TicketStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+Written = UpsertOutcome | Exception  # a ticket's outcome in `upsert_each`, or why it was not stored
+
+
+def upsert_each(store: TicketStore, items: Sequence[tuple[TicketResource, datetime | str | None]]) -> list[Written]:
+    """Store `items` with one group commit, and say per ticket what became of it.
+
+    A batch the store refuses as a whole (one ticket's id maps to another's file name) is written again one
+    ticket at a time, so only the refused tickets fail. A store that cannot be reached fails them all at once:
+    one write per ticket would wait out the connection timeout once per ticket.
+    """
+    try:
+        return list(store.upsert_many(items))
+    except StoreUnavailable as exc:
+        return [exc] * len(items)
+    except Exception:
+        pass
+    results: list[Written] = []
+    for resource, updated_at in items:
+        try:
+            results.append(store.upsert(resource, updated_at=updated_at))
+        except StoreUnavailable as exc:
+            return results + [exc] * (len(items) - len(results))
+        except Exception as exc:
+            results.append(exc)
+    return results

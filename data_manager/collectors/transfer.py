@@ -33,7 +33,7 @@ from data_manager.collectors.persistence import (
     render_metadata,
 )
 from data_manager.collectors.resource_base import ResourceMetadata
-from data_manager.collectors.store import TicketStore
+from data_manager.collectors.store import TicketStore, upsert_each
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
 
 IMPORT_BATCH = 100
@@ -163,21 +163,14 @@ def import_tickets(
     batch: list[tuple[Path, TicketResource, str | None]] = []
 
     def flush() -> None:
-        try:
-            outcomes = store.upsert_many((resource, updated_at) for _, resource, updated_at in batch)
-        except StoreUnavailable:  # the store is down: stop, re-running the import is idempotent
-            raise
-        except PersistenceError:  # one ticket refused (its file name holds another ticket): find it
-            outcomes = []
-            for path, resource, updated_at in batch:
-                try:
-                    outcomes.append(store.upsert(resource, updated_at=updated_at))
-                except StoreUnavailable:
-                    raise
-                except PersistenceError as exc:
-                    report.malformed.append((str(path), str(exc)))
-        for outcome in outcomes:
-            report.count(outcome)
+        results = upsert_each(store, [(resource, updated_at) for _, resource, updated_at in batch])
+        for (path, _, _), result in zip(batch, results, strict=True):
+            if isinstance(result, PersistenceError) and not isinstance(result, StoreUnavailable):
+                report.malformed.append((str(path), str(result)))  # refused: its file name holds another ticket
+            elif isinstance(result, Exception):
+                raise result  # the store is down (re-running the import is idempotent), or a bug
+            else:
+                report.count(result)
         batch.clear()
 
     for path in _ticket_files(directory):

@@ -7,8 +7,8 @@ waited `max_delay` seconds, in its own thread, so fetching goes on while a batch
 outcome (or error) goes to the callback given with it once its batch is durable; `close()` flushes
 the rest, so whoever advances a cursor after `close()` never moves it past an uncommitted ticket.
 
-A batch the store refuses as a whole (one ticket's id maps to another's file name) is retried one
-ticket at a time, so only that ticket fails. `submit` blocks while `max_pending` tickets wait, which
+A batch the store refuses as a whole is retried one ticket at a time (`upsert_each`), so only the
+refused ticket fails. `submit` blocks while `max_pending` tickets wait, which
 keeps memory flat however fast the fetches are.
 """
 
@@ -23,7 +23,7 @@ from datetime import datetime
 from types import TracebackType
 
 from data_manager.collectors.persistence import UpsertOutcome
-from data_manager.collectors.store import TicketStore
+from data_manager.collectors.store import TicketStore, upsert_each
 from data_manager.collectors.tickets.ticket_resource import TicketResource
 
 log = logging.getLogger(__name__)
@@ -115,24 +115,13 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
-        try:
-            outcomes = self.persistence.upsert_many((item.resource, item.updated_at) for item in batch)
-        except Exception as exc:
-            log.warning("a batch of %d tickets was refused (%s); storing them one by one", len(batch), exc)
-            for item in batch:
-                self._one(item)
-            return
+        results = upsert_each(self.persistence, [(item.resource, item.updated_at) for item in batch])
         self.batches += 1
-        for item, outcome in zip(batch, outcomes, strict=True):
-            self._report(item, outcome, None)
-
-    def _one(self, item: _Item) -> None:
-        try:
-            outcome = self.persistence.upsert(item.resource, updated_at=item.updated_at)
-        except Exception as exc:  # reported to the ticket's callback, like any failed store
-            self._report(item, None, exc)
-            return
-        self._report(item, outcome, None)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                self._report(item, None, result)
+            else:
+                self._report(item, result, None)
 
     @staticmethod
     def _report(item: _Item, outcome: UpsertOutcome | None, error: Exception | None) -> None:

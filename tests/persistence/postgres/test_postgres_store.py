@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from data_manager.collectors.persistence import PersistenceError, PersistenceService, StoreUnavailable
+from data_manager.collectors.persistence import PersistenceError, PersistenceService, StoreUnavailable, UpsertOutcome
 from data_manager.collectors.postgres import PoolSettings, PostgresPersistence, redact_url
+from data_manager.collectors.store import upsert_each
 from data_manager.collectors.tickets import TicketResource
 from data_manager.collectors.transfer import import_tickets
 from service.retry import ErrorKind, RetryPolicy, classify
@@ -153,3 +154,33 @@ def test_an_import_into_an_unreachable_database_stops_instead_of_calling_every_t
     with pytest.raises(StoreUnavailable):
         import_tickets(store, source.data_path)
     store.close()
+
+
+class _CountingStore(PostgresPersistence):
+    """The real store, counting the single writes a caller falls back to."""
+
+    singles = 0
+
+    def upsert(self, resource: TicketResource, *, updated_at: object = None) -> UpsertOutcome:  # type: ignore[override]
+        type(self).singles += 1
+        return super().upsert(resource, updated_at=updated_at)  # type: ignore[arg-type]
+
+
+def test_a_batch_for_an_unreachable_database_fails_whole_without_one_wait_per_ticket() -> None:
+    store = _CountingStore(
+        "postgresql://tick@127.0.0.1:1/tickets", PoolSettings(wait_seconds=1, connect_timeout_seconds=1)
+    )
+    items = [(resource(f"v{n}", ticket_id=f"PROJ-{n}"), None) for n in range(5)]
+    results = upsert_each(store, items)
+    store.close()
+    assert len(results) == 5 and all(isinstance(result, StoreUnavailable) for result in results)
+    assert _CountingStore.singles == 0
+
+
+def test_a_batch_refused_for_one_ticket_stores_the_others(pg: PostgresPersistence) -> None:
+    pg.upsert(TicketResource("a/b", "one", "memory"))
+    results = upsert_each(
+        pg, [(TicketResource("a_b", "two", "memory"), None), (resource("ok", ticket_id="PROJ-9"), None)]
+    )
+    assert isinstance(results[0], PersistenceError) and not isinstance(results[0], StoreUnavailable)
+    assert results[1] is UpsertOutcome.WRITTEN and pg.get("jira", "PROJ-9") is not None
