@@ -45,6 +45,7 @@ from service.runtime import Runtime
 from workers.abandoned import RetryAbandonedJobs
 from workers.batch import batchable, batches, run_batch, take_more
 from workers.jobs import job_class_for
+from workers.recovery import runner_of
 
 log = logging.getLogger("tickets.worker")
 JOB_ID_BYTES = 512  # room for a job id in the shared slot table (ours are < 200 characters)
@@ -362,7 +363,7 @@ class HorseWorker(RetryAbandonedJobs, BaseWorker):
                     job = self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
                 except NoSuchJobError:
                     continue
-                if job.worker_name != self.name:
+                if runner_of(self.connection, job, f"{job_id}:{execution_id}") != self.name:
                     continue
                 try:
                     self.execution = Execution.fetch(execution_id, job_id, self.connection)

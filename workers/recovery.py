@@ -308,6 +308,17 @@ def recover_lost_in_transit(connection: Redis, names: Names, grace_seconds: floa
     return recovered
 
 
+def runner_of(connection: Redis, job: Job, composite: str) -> str:
+    """The worker that started this execution of `job`.
+
+    RQ registers the execution (with its worker's name) in one transaction and marks the job started
+    (setting `job.worker_name`) in a later one, so a worker killed between the two leaves a started
+    execution of a job that still reads "queued" with no worker: the execution record names it.
+    """
+    name = connection.hget(f"rq:execution:{composite}", "worker_name")
+    return _text(name) if name else (job.worker_name or "")
+
+
 def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> list[str]:
     """Requeue started jobs whose worker is dead; returns their ids."""
     # Short: a worker killed mid-scan leaves the lock behind, and recovery waits for it to expire. A scan takes
@@ -328,9 +339,10 @@ def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> 
                 except NoSuchJobError:
                     connection.zrem(registry.key, composite)
                     continue
-                if not worker_is_dead(connection, names, job.worker_name or ""):
+                worker_name = runner_of(connection, job, composite)
+                if not worker_is_dead(connection, names, worker_name):
                     continue
-                dead.add(job.worker_name or "")
+                dead.add(worker_name)
                 _requeue(connection, coalescer, queue, registry, job, composite)
                 recovered.append(job_id)
                 log_event(
@@ -339,7 +351,7 @@ def recover_abandoned(connection: Redis, names: Names, coalescer: Coalescer) -> 
                     logging.WARNING,
                     job=job_id,
                     queue=queue_name,
-                    dead_worker=job.worker_name,
+                    dead_worker=worker_name,
                     system=job.meta.get("system"),
                     ticket=job.meta.get("ticket_id"),
                 )

@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rq import Queue
+from rq.executions import Execution
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from werkzeug.wrappers import Request
 
 from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
@@ -29,6 +32,7 @@ from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME,
 from tests.pipeline_support.configs import write_config
 from tests.pipeline_support.processes import Process, cli, start_worker, wait_for
 from workers import ops
+from workers.horse import horse_worker_class
 from workers.recovery import pid_alive
 
 FAST_RETRIES = {"retry_base_seconds": 0.2, "retry_max_seconds": 0.5, "max_attempts": 4, "lease_seconds": 3}
@@ -296,3 +300,31 @@ def test_a_horse_killed_mid_batch_loses_nothing(tmp_path: Path, redis_url: str, 
         assert len(retried) == 4  # the batch the horse had started; the others waited on the queue
         assert ops.failed_jobs(runtime.redis, runtime.names) == []
         wait_for(lambda: all(runtime.coalescer.state("bugzilla", b) == {} for b in ids), 10, what="states cleared")
+
+
+def test_a_horse_killed_between_registering_and_starting_a_job_retries_it(
+    tmp_path: Path, redis_url: str, upstream: FileBackedBackend
+) -> None:
+    """RQ registers a job's execution, then marks the job started in a second transaction: a horse killed
+    in between leaves a registered execution of a job that reads "queued" with no worker name. The
+    worker still knows it for its own (the execution record names it) and retries it."""
+    config = write_config(tmp_path, redis_url, workers=FAST_RETRIES)
+    runtime = runtime_for(config)
+    ticket_id = upstream.create(TicketData(title="caught in between"))
+    job_id = runtime.coalescer.submit("memory", ticket_id).job_id
+    conn = runtime.redis
+    worker_class = horse_worker_class(runtime, concurrency=1)
+    worker = worker_class([Queue(q, connection=conn) for q in runtime.names.queues], connection=conn, name="settling")
+    job = Job.fetch(job_id, connection=conn)
+    with conn.pipeline() as pipe:
+        Queue(job.origin, connection=conn).remove(job, pipeline=pipe)
+        Execution.create(job, ttl=600, pipeline=pipe, worker_name=worker.name)
+        pipe.execute()
+    assert job.get_status(refresh=True) == "queued" and job.worker_name is None
+
+    worker._settle_jobs_of_dead_horse(signal.SIGKILL)  # waitpid's status of a horse killed by SIGKILL
+
+    assert StartedJobRegistry(job.origin, connection=conn).count == 0
+    job = Job.fetch(job_id, connection=conn)
+    assert job.meta["attempts"] == 1 and "work horse died (signal 9)" in job.meta["error"]
+    assert job.get_status() in ("scheduled", "queued")

@@ -159,6 +159,27 @@ def test_job_of_a_worker_whose_lease_expired_is_recovered(runtime: Runtime, upst
     assert stored(runtime, ticket_id) is not None
 
 
+def test_job_of_a_worker_killed_between_registering_and_starting_it_is_recovered(
+    runtime: Runtime, upstream: FileBackedBackend
+) -> None:
+    """RQ registers a job's execution, then marks the job started in a second transaction: a kill in
+    between leaves a registered execution of a job still "queued" with no worker name on it."""
+    ticket_id = upstream.create(TicketData(title="caught in between"))
+    job_id = runtime.coalescer.submit("memory", ticket_id).job_id
+    conn = runtime.redis
+    job = Job.fetch(job_id, connection=conn)
+    with conn.pipeline() as pipe:
+        Queue(job.origin, connection=conn).remove(job, pipeline=pipe)
+        Execution.create(job, ttl=600, pipeline=pipe, worker_name="killed-early")
+        pipe.execute()
+    assert Job.fetch(job_id, connection=conn).get_status() == "queued"
+    conn.sadd(runtime.names.leased_workers, "killed-early")  # a tickets worker whose lease is gone
+    assert recover_abandoned(conn, runtime.names, runtime.coalescer) == [job_id]
+    assert StartedJobRegistry(runtime.names.live_queue, connection=conn).count == 0
+    work(runtime)
+    assert stored(runtime, ticket_id) is not None
+
+
 def test_job_of_a_dead_process_on_this_host_is_recovered_before_its_lease_expires(
     runtime: Runtime, upstream: FileBackedBackend
 ) -> None:
