@@ -16,7 +16,11 @@ from typing import Any
 
 
 class JqlError(ValueError):
-    """A query Jira would refuse with 400; the message is Jira's wording."""
+    """A query Jira would refuse with 400; the messages are Jira's wording (one `errorMessages` entry each)."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__(*messages[:1])
+        self.messages = list(messages)
 
 
 _TOKEN = re.compile(
@@ -90,6 +94,10 @@ class FieldAccess:
     def key_rank(self, key: str) -> Any:  # pragma: no cover - interface
         """Issue keys order by project, then number (PROJ-9 < PROJ-10)."""
         raise NotImplementedError
+
+    def key_errors(self, field: str, values: Sequence[Any]) -> list[str]:
+        """Jira's refusal of each issue key a `key` clause names that it cannot resolve; [] when all resolve."""
+        return []
 
 
 class Parser:
@@ -209,6 +217,7 @@ class Parser:
             return lambda issue: (not self.access.values(issue, field)) == empty
         if op in {"in", "not in"}:
             values = self.value_list(field)
+            self.check_keys(token.value, field, values)
 
             def hit(issue: Any) -> bool:
                 return any(
@@ -217,7 +226,17 @@ class Parser:
 
             return hit if op == "in" else (lambda issue: not hit(issue))
         value = self.value(field)
+        if op in {"=", "!="}:
+            self.check_keys(token.value, field, [value])
         return self.compare(field, op, value)
+
+    def check_keys(self, written: str, field: str, values: Sequence[Any]) -> None:
+        """Jira refuses a whole query (400) that names an issue key it cannot resolve: deleted, never
+        existed, or not visible to the user; it does not just match nothing."""
+        if field in {"key", "issuekey"}:
+            errors = self.access.key_errors(written, [v for v in values if v is not None])
+            if errors:
+                raise JqlError(*errors)
 
     def value_list(self, field: str) -> list[Any]:
         if not (self.peek().kind == "punct" and self.peek().value == "("):

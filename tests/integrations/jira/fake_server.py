@@ -46,6 +46,7 @@ DEPLOYMENTS = ("cloud", "datacenter")
 DEFAULT_USERNAME = "bot@example.com"
 DEFAULT_TOKEN = "fake-jira-token-0123456789"
 GENERATED_START = datetime(2024, 1, 1, tzinfo=UTC)
+_KEY_SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")  # what JQL takes for an issue key (any case)
 
 
 # -- the data the fake knows -----------------------------------------------------------------------
@@ -838,6 +839,23 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         project, _, number = key.upper().rpartition("-")
         return (project, int(number) if number.isdigit() else 0)
 
+    def key_errors(self, field: str, values: list[Any]) -> list[str]:
+        """Jira's wording for each key it cannot resolve (a numeric value names an issue id; a moved issue's
+        old key still resolves): "An issue with key 'X' does not exist for field 'key'." for a well-formed key
+        (deleted, never existed, or not visible), "The issue key 'X' for field 'key' is invalid." otherwise."""
+        errors = []
+        with self.lock:
+            for value in values:
+                text = str(value)
+                if not text.isdigit() and not _KEY_SHAPE.fullmatch(text):
+                    errors.append(f"The issue key '{text}' for field '{field}' is invalid.")
+                    continue
+                try:
+                    self.issue(text)
+                except KeyError:
+                    errors.append(f"An issue with key '{text}' does not exist for field '{field}'.")
+        return errors
+
     def search(self, jql: str) -> list[FakeIssue]:
         """Every issue matching `jql`, in its ORDER BY (Jira's default: key descending)."""
         with self.lock:
@@ -927,7 +945,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         except JiraRequestError as exc:
             return self._json(exc.status, {"errorMessages": exc.messages, "errors": exc.errors})
         except _jql.JqlError as exc:
-            return self._json(400, {"errorMessages": [str(exc)], "errors": {}, "warningMessages": []})
+            return self._json(400, {"errorMessages": exc.messages or [str(exc)], "errors": {}, "warningMessages": []})
         except MethodNotAllowed:
             return self._json(405, {"errorMessages": [f"Method {request.method} not allowed"], "errors": {}})
         except HTTPException as exc:

@@ -130,6 +130,27 @@ def test_error_shapes(served) -> None:
     assert bad_jql.status_code == 400 and bad_jql.json() == load("error_400_jql.json")
 
 
+def test_a_search_naming_a_key_jira_cannot_resolve_is_refused_whole(served) -> None:
+    """Jira does not just match nothing: the whole search answers 400, one message per unresolvable key."""
+    deployment, url, session, key, _ = served
+
+    def search(jql: str) -> requests.Response:
+        if deployment == "cloud":
+            return session.post(f"{url}/rest/api/3/search/jql", json={"jql": jql, "fields": ["updated"]})
+        return session.get(f"{url}/rest/api/2/search", params={"jql": jql, "fields": "updated"})
+
+    unknown = load("error_400_jql_unknown_key.json")
+    refused = search(f'project = PROJ AND key in ("{key}", "DELETED-1")')
+    assert refused.status_code == 400 and missing_keys(unknown, refused.json()) == []
+    assert refused.json()["errorMessages"] == unknown["errorMessages"]
+    invalid = load("error_400_jql_invalid_key.json")
+    not_keys = search("key in (0.0, 1.0)")
+    assert not_keys.status_code == 400 and not_keys.json()["errorMessages"] == invalid["errorMessages"]
+    assert search(f'key = "{key.lower()}"').status_code == 200  # keys resolve in any case
+    found = search(f'project = PROJ AND key in ("{key}")')
+    assert found.status_code == 200 and [issue["key"] for issue in found.json()["issues"]] == [key]
+
+
 @pytest.mark.parametrize("deployment", ["cloud"])
 def test_cloud_has_retired_the_offset_search(served) -> None:
     _, url, session, _, _ = served
