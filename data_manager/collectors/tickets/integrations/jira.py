@@ -77,6 +77,17 @@ ISSUE_FIELDS = (
     "assignee", "labels", "components", "project", "resolution", "resolutiondate",
 )  # fmt: skip
 JQL_TIME_FORMAT = "%Y-%m-%d %H:%M"  # JQL has minute precision
+# `fetch_many` asks for at most this many keys per search, in a JQL of at most this many characters: the
+# search embeds 20 comments per issue, and DC's GET carries the JQL in the URL (proxies refuse long ones).
+KEYS_PER_SEARCH = 50
+KEYS_JQL_CHARS = 2000
+# The keys Jira names in its 400 to a `key in (...)` it cannot resolve: "An issue with key 'X' does not exist
+# for field 'key'." (deleted, never existed, or invisible to the user) and "The issue key 'X' for field 'key'
+# is invalid." A search whose refusal names none of ours is given up for one fetch per issue.
+_REFUSED_KEY = re.compile(
+    r"An issue with key '([^']+)' does not exist for field|The issue key '([^']+)' for field '[^']*' is invalid"
+)
+_ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}")
 
 _ISSUE_EVENTS = {
     "jira:issue_created": EventAction.UPSERT,
@@ -137,6 +148,11 @@ def changed_jql(base_jql: str, since: datetime | None) -> str:
     if since is not None:
         clauses.append(f'updated >= "{since.strftime(JQL_TIME_FORMAT)}"')
     return (" AND ".join(clauses) + " ORDER BY updated ASC, key ASC").strip()
+
+
+def jql_string(value: str) -> str:
+    """`value` as a quoted JQL string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def map_status(status: Any, resolution: Any = None) -> Status:
@@ -289,7 +305,7 @@ class JiraTickets(TicketIntegration, system="jira"):
     """
 
     # An issue key (PROJ-7) or an issue's numeric id.
-    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}|[0-9]{1,18}")
+    ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(f"{_ISSUE_KEY.pattern}|[0-9]{{1,18}}")
     config_schema = JiraConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
 
@@ -554,10 +570,9 @@ class JiraTickets(TicketIntegration, system="jira"):
         anchor = jql_minute(since, self.zone) if since is not None else None
         yielded: set[str] = set()
         # `updated` first (what the listing itself reads), then what a complete snapshot needs.
-        listing_fields = tuple(dict.fromkeys(("updated", *ISSUE_FIELDS, *self.custom_fields, "comment")))
         while True:
             restarted = False
-            for page in self._search_pages(changed_jql(self.jql_query, anchor), listing_fields):
+            for page in self._search_pages(changed_jql(self.jql_query, anchor), self._listing_fields):
                 last_updated: datetime | None = None
                 for raw in page:
                     key = raw.get("key")
@@ -578,6 +593,83 @@ class JiraTickets(TicketIntegration, system="jira"):
             if not restarted:
                 return
 
+    @property
+    def _listing_fields(self) -> tuple[str, ...]:
+        """`updated` first (what the listing itself reads), then what a complete snapshot needs."""
+        return tuple(dict.fromkeys(("updated", *ISSUE_FIELDS, *self.custom_fields, "comment")))
+
+    def fetch_many(self, ticket_ids: Sequence[str]) -> dict[str, TicketSnapshot | TicketGone]:
+        """One search per chunk of issue keys; `fetch` for every id the search did not bring complete.
+
+        An issue comes from the search only when it is returned under the very key asked for with all its
+        comments. Everything else (not returned: deleted, out of scope, invisible, moved to another key;
+        comments cut off at 20; an id that is not a key) goes through `fetch`, which decides gone-ness as
+        it always has: absence from a search proves nothing. Cloud's search is eventually consistent
+        (seconds behind a write, more for bulk changes) where `fetch` reads the issue itself.
+        """
+        found: dict[str, TicketSnapshot | TicketGone] = {}
+        keys = [ticket_id for ticket_id in dict.fromkeys(ticket_ids) if _ISSUE_KEY.fullmatch(ticket_id)]
+        for chunk in self._key_chunks(keys):
+            found.update(self._search_keys(chunk))
+        for ticket_id in ticket_ids:
+            if ticket_id not in found:
+                try:
+                    found[ticket_id] = self.fetch(ticket_id)
+                except TicketGone as gone:
+                    found[ticket_id] = gone
+        return found
+
+    def _keys_jql(self, keys: Sequence[str]) -> str:
+        base = strip_order_by(self.jql_query or "")
+        clause = f"key in ({', '.join(jql_string(key) for key in keys)})"
+        return f"({base}) AND {clause}" if base else clause
+
+    def _key_chunks(self, keys: Sequence[str]) -> Iterator[list[str]]:
+        """`keys` in chunks of at most KEYS_PER_SEARCH whose JQL stays within KEYS_JQL_CHARS (one key at least)."""
+        chunk: list[str] = []
+        length = len(self._keys_jql([]))
+        for key in keys:
+            cost = len(jql_string(key)) + 2
+            if chunk and (len(chunk) >= KEYS_PER_SEARCH or length + cost > KEYS_JQL_CHARS):
+                yield chunk
+                chunk, length = [], len(self._keys_jql([]))
+            chunk.append(key)
+            length += cost
+        if chunk:
+            yield chunk
+
+    def _search_keys(self, keys: list[str]) -> dict[str, TicketSnapshot]:
+        """The complete snapshots one search brings for `keys`, by key; the rest are left to `fetch`.
+
+        Jira refuses (400) a whole `key in (...)` naming a key it cannot resolve, saying which: those keys
+        are dropped and the search asked again (three tries at most); a refusal naming none of ours leaves
+        the chunk to `fetch`. Every other error (401, 403, 5xx after retries) fails the batch.
+        """
+        for _ in range(3):
+            try:
+                hits = [hit for page in self._search_pages(self._keys_jql(keys), self._listing_fields) for hit in page]
+            except PermanentError as exc:
+                if exc.status != 400:
+                    raise
+                refused = {key for match in _REFUSED_KEY.finditer(str(exc)) for key in match.groups() if key}
+                if not refused & set(keys):
+                    log.warning(
+                        "Jira refused a search for %d issue keys (%s); fetching them one by one", len(keys), exc
+                    )
+                    return {}
+                keys = [key for key in keys if key not in refused]
+                if not keys:
+                    return {}
+                continue
+            wanted = set(keys)
+            complete = {}
+            for hit in hits:
+                snapshot = self._listed_snapshot(hit) if hit.get("key") in wanted else None
+                if snapshot is not None:
+                    complete[snapshot.ticket_id] = snapshot
+            return complete
+        return {}
+
     def _listed_snapshot(self, issue: Mapping[str, Any]) -> TicketSnapshot | None:
         """The complete ticket from a search hit, or None when its embedded comments were cut off.
 
@@ -594,8 +686,7 @@ class JiraTickets(TicketIntegration, system="jira"):
     def in_scope(self, ticket_id: str) -> bool:
         """Whether `jql_query` matches the (existing) issue: one search for `(<jql>) AND key = "<key>"`."""
         base = strip_order_by(self.jql_query or "")
-        key = ticket_id.replace("\\", "\\\\").replace('"', '\\"')
-        jql = f'({base}) AND key = "{key}"' if base else f'key = "{key}"'
+        jql = f"({base}) AND key = {jql_string(ticket_id)}" if base else f"key = {jql_string(ticket_id)}"
         return any(page for page in itertools.islice(self._search_pages(jql), 1))
 
     def _search_pages(self, jql: str, fields: Sequence[str] = ("updated",)) -> Iterator[list[dict[str, Any]]]:
