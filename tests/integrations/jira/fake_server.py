@@ -278,8 +278,8 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         self._next_comment_id = 100000
         self._project_counters: dict[str, int] = {}
         self._last_change = datetime.min.replace(tzinfo=UTC)
-        # A lagging read replica (Jira Cloud reads are eventually consistent): with this probability an
-        # issue GET answers the issue as it was before its last admin update (see `lag_reads`).
+        # A lagging read replica (Jira Cloud reads are eventually consistent, its search index more so): with
+        # this probability an issue GET or a search hit shows the issue as it was before its last admin update.
         self.stale_probability = 0.0
         self.previous: dict[str, FakeIssue] = {}
         self._stale_rng = random.Random(0)
@@ -378,7 +378,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             return key
 
     def lag_reads(self, probability: float, seed: int = 0) -> None:
-        """From now on, an issue GET serves the issue's previous version with `probability` (0: never)."""
+        """From now on, an issue GET or search hit serves the issue's previous version with `probability` (0: never)."""
         with self.lock:
             self.stale_probability = probability
             self._stale_rng = random.Random(seed)
@@ -998,6 +998,13 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             raise JiraRequestError(400, ["Can not deserialize instance out of START_ARRAY token"])
         return body
 
+    def _as_read(self, issue: FakeIssue) -> FakeIssue:
+        """`issue` as the (maybe lagging, see `lag_reads`) replica serves it."""
+        if self.stale_probability and issue.key in self.previous:
+            if self._stale_rng.random() < self.stale_probability:
+                return self.previous[issue.key]
+        return issue
+
     def _find(self, key: str) -> FakeIssue:
         try:
             return self.issue(key)
@@ -1010,10 +1017,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             issue = self._find(key)
             if request.method == "GET":
                 wanted = self._wanted_fields(request.args.get("fields"), list(NAVIGABLE_FIELDS))
-                if self.stale_probability and issue.key in self.previous:
-                    if self._stale_rng.random() < self.stale_probability:
-                        issue = self.previous[issue.key]
-                return self._json(200, self._issue_json(issue, version, wanted))
+                return self._json(200, self._issue_json(self._as_read(issue), version, wanted))
             if request.method == "DELETE":
                 self.delete_issue(issue.key)
                 return self._json(204, None)
@@ -1263,7 +1267,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         with self.lock:
             hits = self.search(str(params.get("jql") or ""))
             wanted = self._wanted_fields(params.get("fields"), list(NAVIGABLE_FIELDS))
-            page = [self._issue_json(issue, version, wanted) for issue in hits[start : start + size]]
+            page = [self._issue_json(self._as_read(issue), version, wanted) for issue in hits[start : start + size]]
         return self._json(
             200, {"expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits), "issues": page}
         )
@@ -1282,7 +1286,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             page = hits[offset : offset + size]
             issues = []
             for issue in page:
-                data = self._issue_json(issue, version, wanted)
+                data = self._issue_json(self._as_read(issue), version, wanted)
                 if not wanted:
                     data = {"id": issue.id}
                 issues.append(data)
