@@ -1,9 +1,10 @@
 """Jira Cloud (REST v3) and Jira Data Center / Server (REST v2).
 
 Reading: `fetch` gets one issue and *all* its comments (paged through the comment endpoint, never the
-truncated embedded list); `iter_changed` lists issues by `updated` with JQL. Writing (`TicketBackend`):
-create, update (fields, then status through a workflow transition) and comment. Webhooks: Jira's
-admin webhooks signed with `X-Hub-Signature: sha256=...`.
+truncated embedded list); `iter_changed` lists issues by `updated` with JQL; `fetch_many` (the worker's
+batched drain) searches `key in (...)` and fetches only what the search cannot bring complete.
+Writing (`TicketBackend`): create, update (fields, then status through a workflow transition) and
+comment. Webhooks: Jira's admin webhooks signed with `X-Hub-Signature: sha256=...`.
 
 Differences between the deployments, all decided here and nowhere else:
 
@@ -569,7 +570,6 @@ class JiraTickets(TicketIntegration, system="jira"):
         """
         anchor = jql_minute(since, self.zone) if since is not None else None
         yielded: set[str] = set()
-        # `updated` first (what the listing itself reads), then what a complete snapshot needs.
         while True:
             restarted = False
             for page in self._search_pages(changed_jql(self.jql_query, anchor), self._listing_fields):
