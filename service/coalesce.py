@@ -22,8 +22,9 @@ so a lost transition can cost one extra fetch but never block a ticket.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 from typing import Any
 
 from redis import Redis
@@ -41,6 +42,14 @@ RESULT_TTL_SECONDS = 3600
 WATCH_ATTEMPTS = 100
 
 
+class Begun(IntEnum):
+    """What `Coalescer.begin` found: falsy when the state is not this job's."""
+
+    NOT_THIS_JOB = 0
+    RUNNING = 1
+    RUNNING_FOR_DELETE = 2  # a delete event asked for this run (a label for the removal log only)
+
+
 class Submission(str, Enum):
     ENQUEUED = "enqueued"  # a new job was queued
     COALESCED = "coalesced"  # a job for the ticket is already waiting; it will see this change
@@ -52,6 +61,14 @@ class SubmitResult:
     outcome: Submission
     job_id: str
     queue: str
+
+
+def _flattened(commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Commands as a script's ARGV tail: (count, args...) for each."""
+    args: list[Any] = []
+    for command in commands:
+        args += [len(command), *command]
+    return args
 
 
 def ticket_key(system: str, ticket_id: str) -> str:
@@ -124,13 +141,31 @@ end
 return {'enqueued', ARGV[5], ARGV[2], ''}
 """
 
+# Mark a run started. KEYS[1]: the ticket's state; ARGV: the job id, the state's TTL. Returns a `Begun`.
 _BEGIN = """
 if redis.call('HGET', KEYS[1], 'job') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'state', 'running', 'rerun', '0')
   redis.call('EXPIRE', KEYS[1], ARGV[2])
+  if redis.call('HGET', KEYS[1], 'delete') == '1' then return 2 end
   return 1
 end
 return 0
+"""
+
+# End a run in one round trip when no re-run was asked for. KEYS[1]: the ticket's state; ARGV: the job id, then
+# commands run in any case (the caller's metrics) as (count, args...)*. Returns "cleared", "other" (the state is
+# another job's: nothing to do) or "rerun" (the caller enqueues it through the `finish` transaction).
+_END = """
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return 'other' end
+if redis.call('HGET', KEYS[1], 'rerun') == '1' then return 'rerun' end
+redis.call('DEL', KEYS[1])
+return 'cleared'
 """
 
 
@@ -154,6 +189,7 @@ class Coalescer:
         self._promote = connection.register_script(_PROMOTE)
         self._submit = connection.register_script(_SUBMIT)
         self._begin = connection.register_script(_BEGIN)
+        self._end = connection.register_script(_END)
 
     # -- called by webhooks, resync --enqueue, requeue -------------------------------------------
     def submit(self, system: str, ticket_id: str, *, queue: str | None = None, delete: bool = False) -> SubmitResult:
@@ -174,8 +210,11 @@ class Coalescer:
             "1" if delete else "0",
             job_id,
         ]
-        for command in self._enqueue_commands(system, ticket_id, state_key, job_id, queue_name, delete=delete):
-            args += [len(command), *command]
+        args += _flattened(
+            self._commands(
+                lambda pipe: self._enqueue(pipe, system, ticket_id, state_key, job_id, queue_name, delete=delete)
+            )
+        )
         outcome, current, current_queue, doing = (_text(value) for value in self._submit(keys=[state_key], args=args))
         result = SubmitResult(Submission(outcome), current, current_queue)
         if result.outcome is Submission.ENQUEUED:
@@ -191,13 +230,14 @@ class Coalescer:
                 result = SubmitResult(result.outcome, result.job_id, queue_name)
         return result
 
-    def _enqueue_commands(
-        self, system: str, ticket_id: str, state_key: str, job_id: str, queue_name: str, *, delete: bool
-    ) -> list[tuple[Any, ...]]:
-        """The Redis commands of queueing the job and its state, as RQ composes them (on a pipeline never sent)."""
+    def _commands(self, compose: Callable[[Any], None]) -> list[tuple[Any, ...]]:
+        """The Redis commands `compose` queues on a pipeline (never sent), for a script to run them atomically.
+
+        The pipeline is in MULTI, as RQ expects of a pipeline it is given to enqueue on.
+        """
         with self.connection.pipeline() as pipe:
-            pipe.multi()  # as RQ expects of a pipeline it is given
-            self._enqueue(pipe, system, ticket_id, state_key, job_id, queue_name, delete=delete)
+            pipe.multi()
+            compose(pipe)
             return [args for args, _options in pipe.command_stack]
 
     def _preferred(self, first: str, second: str) -> str:
@@ -237,10 +277,19 @@ class Coalescer:
         return bool(self._promote(keys=keys, args=[job_id, live.name]))
 
     # -- called by the job itself ----------------------------------------------------------------
-    def begin(self, system: str, ticket_id: str, job_id: str) -> bool:
-        """Mark the ticket's job as running, before it fetches; False for a job the state does not know."""
+    def begin(self, system: str, ticket_id: str, job_id: str) -> Begun:
+        """Mark the ticket's job as running, before it fetches (falsy for a job the state does not know),
+        and tell whether a delete event asked for it, in one round trip."""
         state_key = self.names.ticket_state(ticket_key(system, ticket_id))
-        return bool(self._begin(keys=[state_key], args=[job_id, STATE_TTL_SECONDS]))
+        return Begun(int(self._begin(keys=[state_key], args=[job_id, STATE_TTL_SECONDS])))
+
+    def end(self, system: str, ticket_id: str, job_id: str, also: Callable[[Any], None]) -> str | None:
+        """`finish` a run that is not retrying, with the writes `also` queues on a pipeline (metrics) done in the
+        same round trip; the whole `finish` transaction only when a re-run was asked for. The re-run's id, if any.
+        """
+        state_key = self.names.ticket_state(ticket_key(system, ticket_id))
+        ended = _text(self._end(keys=[state_key], args=[job_id, *_flattened(self._commands(also))]))
+        return self.finish(system, ticket_id, job_id) if ended == "rerun" else None
 
     def finish(self, system: str, ticket_id: str, job_id: str, *, retrying: bool = False) -> str | None:
         """End a run: back to "queued" for a retry, else a re-run if one was asked for, else clear.

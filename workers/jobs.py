@@ -17,6 +17,7 @@ from rq.job import Job, Retry
 
 from data_manager.collectors.persistence import RemovalReason
 from data_manager.collectors.tickets.sync import SyncOutcome, sync_ticket
+from service.coalesce import Begun
 from service.logs import log_event
 from service.retry import rq_retry_interval
 from service.runtime import Runtime
@@ -84,11 +85,8 @@ class JobRun:
 
     def begin(self) -> RemovalReason:
         """Mark the ticket running (before any fetch: an event from now on gets its re-run); the removal reason."""
-        coalescer = self.runtime.coalescer
-        coalescer.begin(self.system, self.ticket_id, self.job_id)
-        if coalescer.asked_to_delete(self.system, self.ticket_id, self.job_id):
-            return RemovalReason.DELETE_WEBHOOK
-        return RemovalReason.DELETED_UPSTREAM
+        begun = self.runtime.coalescer.begin(self.system, self.ticket_id, self.job_id)
+        return RemovalReason.DELETE_WEBHOOK if begun is Begun.RUNNING_FOR_DELETE else RemovalReason.DELETED_UPSTREAM
 
     def failed(self, exc: Exception) -> Retry:
         """A `Retry` when the policy retries `exc`; otherwise `exc` is raised (RQ fails the job)."""
@@ -148,12 +146,13 @@ class JobRun:
             self.job_id,
             self.attempt,
         )
-        rerun = runtime.coalescer.finish(system, ticket_id, job_id)
         duration = time.monotonic() - self.started
-        with runtime.redis.pipeline(transaction=False) as pipe:
+
+        def count(pipe: Any) -> None:
             runtime.metrics.add(pipe, "job", system, outcome.value)
             runtime.metrics.add(pipe, "job_seconds_sum", system, amount=round(duration, 6))
-            pipe.execute()
+
+        rerun = runtime.coalescer.end(system, ticket_id, job_id, count)
         log_event(
             log,
             "job_done",
