@@ -345,11 +345,6 @@ class Coalescer:
         pipe.hdel(state_key, "rerun_queue")
         pipe.expire(state_key, STATE_TTL_SECONDS)
 
-    def asked_to_delete(self, system: str, ticket_id: str, job_id: str) -> bool:
-        """Whether a delete event asked for the ticket's job `job_id` (a label for the removal log only)."""
-        state = self.state(system, ticket_id)
-        return state.get("job") == job_id and state.get("delete") == "1"
-
     def state(self, system: str, ticket_id: str) -> dict[str, str]:
         raw = self.connection.hgetall(self.names.ticket_state(ticket_key(system, ticket_id)))
         return {_text(k): _text(v) for k, v in raw.items()}
