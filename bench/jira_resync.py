@@ -10,9 +10,6 @@ own empty data directory:
   from the listing, only those with more comments are fetched;
 * one by one (the baseline): the same resync with a dispatcher that takes no snapshots, so every
   listed issue is fetched (`GET /issue/K` + `GET /issue/K/comment`), `resync_concurrency` at a time.
-
-`python -m bench` also gets a second row from here: the requests the worker's batched drain makes for a burst
-of webhooks (`fetch_many` per `--batch` 20 tickets, one search each) against `fetch` per ticket.
 """
 
 from __future__ import annotations
@@ -86,29 +83,11 @@ def measure(issues: int, deployment: str = "cloud") -> dict[str, tuple[int, floa
     return figures
 
 
-def measure_burst(issues: int, batch: int = 20, deployment: str = "cloud") -> tuple[int, int]:
-    """(requests batched, requests one by one) to fetch a burst of `issues` webhooks' tickets the way the
-    worker's batched drain does (`fetch_many` per `--batch` tickets, default 20) and the way it did (`fetch`)."""
-    with start_fake_jira(issues=issues, deployment=deployment) as server:
-        user = DEFAULT_USERNAME if deployment == "cloud" else None
-        client = JiraTickets(server.url, user, DEFAULT_TOKEN, "project = PROJ", deployment=deployment)
-        keys = sorted(server.fake.issues)
-        before = server.fake.request_count
-        for start in range(0, issues, batch):
-            client.fetch_many(keys[start : start + batch])
-        batched = server.fake.request_count - before
-        for key in keys:
-            client.fetch(key)
-        client.close()
-        return batched, server.fake.request_count - before - batched
-
-
 def rows(quick: bool = False) -> list[Row]:
     """For `python -m bench`: 1,000 issues (quick: 200)."""
     issues = 200 if quick else 1000
     figures = measure(issues)
     (base_requests, base_time), (our_requests, our_time) = figures["one by one"], figures["batched"]
-    burst, burst_base = measure_burst(issues)
     return [
         Row(
             f"Jira full resync of {issues:,} issues: requests per issue (one by one as baseline)",
@@ -117,14 +96,6 @@ def rows(quick: bool = False) -> list[Row]:
             our_requests / issues,
             GOAL,
             f"ratio = requests per issue; time {our_time:.1f}s vs {base_time:.1f}s",
-        ),
-        Row(
-            f"Jira burst of {issues:,} webhooks, fetch_many per --batch 20 vs fetch each: requests per issue",
-            f"{burst} requests",
-            f"{burst_base} requests",
-            burst / issues,
-            GOAL,
-            "the drain's fetches (what `workers/batch.py` asks), without the worker process around them",
         ),
     ]
 

@@ -1,7 +1,8 @@
 """Drain a burst of one system's queued tickets with one batched fetch and one group-committed write.
 
 When a horse thread takes a sync job whose system fetches many tickets per request (its integration
-overrides `fetch_many`: Jira's search, Bugzilla's id lists, Salesforce's SOQL), it also takes up to
+overrides `fetch_many` with a read that sees every change already made: Bugzilla's id lists, Salesforce's
+SOQL; not Jira's search, which lags writes), it also takes up to
 `limit - 1` more queued jobs of that system from the head of the same queue (one Lua call), and then:
 
 1. marks every job started in RQ (the started registry, under the worker's name) and running in the
@@ -55,8 +56,10 @@ return taken
 
 
 def batches(integration: TicketIntegration) -> bool:
-    """Whether the system fetches many tickets per request (it overrides the seam's one-by-one default)."""
-    return type(integration).fetch_many is not TicketIntegration.fetch_many
+    """Whether the system fetches many tickets per request (it overrides the seam's one-by-one default) and
+    such a read sees every change already made (`fetch_many_sees_latest`: not Jira's search)."""
+    overridden = type(integration).fetch_many is not TicketIntegration.fetch_many
+    return overridden and integration.fetch_many_sees_latest
 
 
 def job_id_prefix(names: Names, system: str) -> str:

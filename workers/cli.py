@@ -250,7 +250,7 @@ def _resync_lock(runtime: Runtime) -> Any:
     type=click.IntRange(1, 100),
     default=DEFAULT_BATCH,
     show_default=True,
-    help="Queued jobs of a system that fetches in batches (Jira, Bugzilla, Salesforce) taken together.",
+    help="Queued jobs of a system that fetches in batches (Bugzilla, Salesforce) taken together.",
 )
 @click.option(
     "--fork", is_flag=True, help="A fresh work horse per job (RQ's worker): no connection outlives a job; slower."

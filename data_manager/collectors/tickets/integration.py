@@ -280,6 +280,10 @@ class TicketIntegration(abc.ABC):
 
     system: ClassVar[str]  # the system TYPE ("jira"); the instance is `name`
     read_only: ClassVar[bool] = False
+    # Whether `fetch_many` sees every change already made (read-after-write). The worker drains a burst of a
+    # webhook's jobs with it only then: a batched read that lags a write would store the version before the
+    # change the webhook announced, and nothing would fetch again (Jira's search index lags its writes).
+    fetch_many_sees_latest: ClassVar[bool] = True
     config_schema: ClassVar[type[IntegrationConfigSchema]] = IntegrationConfigSchema
     # Names of config keys that hold secrets; they are redacted wherever config is shown.
     secret_keys: ClassVar[frozenset[str]] = frozenset({"webhook_secret"})

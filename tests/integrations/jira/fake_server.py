@@ -281,6 +281,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         # A lagging read replica (Jira Cloud reads are eventually consistent, its search index more so): with
         # this probability an issue GET or a search hit shows the issue as it was before its last admin update.
         self.stale_probability = 0.0
+        self.stale_searches_only = False  # Cloud: reading one issue is current, the search index lags
         self.previous: dict[str, FakeIssue] = {}
         self._stale_rng = random.Random(0)
         self.url_map = self._routes()
@@ -377,10 +378,12 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             self.issues[key] = issue
             return key
 
-    def lag_reads(self, probability: float, seed: int = 0) -> None:
-        """From now on, an issue GET or search hit serves the issue's previous version with `probability` (0: never)."""
+    def lag_reads(self, probability: float, seed: int = 0, *, searches_only: bool = False) -> None:
+        """From now on, an issue GET or search hit serves the issue's previous version with `probability` (0: never);
+        with `searches_only`, only search hits do (Atlassian's "Search After Write": the search index lags writes)."""
         with self.lock:
             self.stale_probability = probability
+            self.stale_searches_only = searches_only
             self._stale_rng = random.Random(seed)
 
     def update_issue(self, key: str, **changes: Any) -> None:
@@ -998,8 +1001,10 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             raise JiraRequestError(400, ["Can not deserialize instance out of START_ARRAY token"])
         return body
 
-    def _as_read(self, issue: FakeIssue) -> FakeIssue:
-        """`issue` as the (maybe lagging, see `lag_reads`) replica serves it."""
+    def _as_read(self, issue: FakeIssue, *, search: bool = False) -> FakeIssue:
+        """`issue` as the (maybe lagging, see `lag_reads`) replica or search index serves it."""
+        if self.stale_searches_only and not search:
+            return issue
         if self.stale_probability and issue.key in self.previous:
             if self._stale_rng.random() < self.stale_probability:
                 return self.previous[issue.key]
@@ -1267,7 +1272,10 @@ class FakeJira(FakeApp, _jql.FieldAccess):
         with self.lock:
             hits = self.search(str(params.get("jql") or ""))
             wanted = self._wanted_fields(params.get("fields"), list(NAVIGABLE_FIELDS))
-            page = [self._issue_json(self._as_read(issue), version, wanted) for issue in hits[start : start + size]]
+            page = [
+                self._issue_json(self._as_read(issue, search=True), version, wanted)
+                for issue in hits[start : start + size]
+            ]
         return self._json(
             200, {"expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits), "issues": page}
         )
@@ -1286,7 +1294,7 @@ class FakeJira(FakeApp, _jql.FieldAccess):
             page = hits[offset : offset + size]
             issues = []
             for issue in page:
-                data = self._issue_json(self._as_read(issue), version, wanted)
+                data = self._issue_json(self._as_read(issue, search=True), version, wanted)
                 if not wanted:
                     data = {"id": issue.id}
                 issues.append(data)
@@ -1377,7 +1385,8 @@ class FakeJira(FakeApp, _jql.FieldAccess):
 
     def _on_admin_lag(self, request: Request) -> Response:
         body = self._body(request)
-        self.lag_reads(float(body.get("probability", 0.0)), int(body.get("seed", 0)))
+        probability, seed = float(body.get("probability", 0.0)), int(body.get("seed", 0))
+        self.lag_reads(probability, seed, searches_only=bool(body.get("searches_only", False)))
         return self._json(204, None)
 
     def _on_admin_webhooks(self, request: Request) -> Response:

@@ -1,8 +1,8 @@
 """Jira Cloud (REST v3) and Jira Data Center / Server (REST v2).
 
 Reading: `fetch` gets one issue and *all* its comments (paged through the comment endpoint, never the
-truncated embedded list); `iter_changed` lists issues by `updated` with JQL; `fetch_many` (the worker's
-batched drain) searches `key in (...)` and fetches only what the search cannot bring complete.
+truncated embedded list); `iter_changed` lists issues by `updated` with JQL; `fetch_many` searches
+`key in (...)` and fetches only what the search cannot bring complete (not for webhook jobs: the search lags writes).
 Writing (`TicketBackend`): create, update (fields, then status through a workflow transition) and
 comment. Webhooks: Jira's admin webhooks signed with `X-Hub-Signature: sha256=...`.
 
@@ -307,6 +307,11 @@ class JiraTickets(TicketIntegration, system="jira"):
 
     # An issue key (PROJ-7) or an issue's numeric id.
     ticket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(f"{_ISSUE_KEY.pattern}|[0-9]{{1,18}}")
+    # The search behind `fetch_many` is eventually consistent: "subsequent search operations ... may return stale
+    # or outdated data ... from a few seconds to minutes" (Atlassian, "Search After Write with Search And
+    # Reconcile"; `reconcileIssues` needs numeric issue ids, which a job does not carry), and a Data Center
+    # cluster replicates its index between nodes. So webhook jobs fetch issue by issue (a GET reads the database).
+    fetch_many_sees_latest: ClassVar[bool] = False
     config_schema = JiraConfigSchema
     secret_keys: ClassVar[frozenset[str]] = frozenset({"api_token", "webhook_secret"})
 
