@@ -86,3 +86,13 @@ def test_a_short_jira_listing_never_removes_an_issue_jql_still_matches(
     assert summary.ok and (summary.deleted, summary.out_of_scope) == (0, 0)
     assert store.ticket_ids("jira") == set(setup.fake.issues)
     assert client.in_scope("PROJ-2") is True
+
+
+def test_scope_of_an_issue_deleted_since_it_was_fetched_is_unknown_not_an_error(make_jira) -> None:
+    """Jira refuses a search naming a key that no longer resolves (400); asked about the scope of an issue
+    deleted between the resync's fetch and that question, the answer is "unknown": nothing is removed on it."""
+    setup: JiraSetup = make_jira(issues=3)
+    client = setup.client("project = PROJ")
+    assert client.in_scope("PROJ-2") is True
+    setup.fake.delete_issue("PROJ-2")
+    assert client.in_scope("PROJ-2") is None

@@ -688,11 +688,21 @@ class JiraTickets(TicketIntegration, system="jira"):
             return None
         return self._snapshot(issue, comments)
 
-    def in_scope(self, ticket_id: str) -> bool:
-        """Whether `jql_query` matches the (existing) issue: one search for `(<jql>) AND key = "<key>"`."""
+    def in_scope(self, ticket_id: str) -> bool | None:
+        """Whether `jql_query` matches the (existing) issue: one search for `(<jql>) AND key = "<key>"`.
+
+        None (unknown) when Jira refuses the search because the key no longer resolves (deleted since it was
+        fetched): the copy stays, and the next resync's fetch finds the issue gone.
+        """
         base = strip_order_by(self.jql_query or "")
         jql = f"({base}) AND key = {jql_string(ticket_id)}" if base else f"key = {jql_string(ticket_id)}"
-        return any(page for page in itertools.islice(self._search_pages(jql), 1))
+        try:
+            return any(page for page in itertools.islice(self._search_pages(jql), 1))
+        except PermanentError as exc:
+            refused = {key for match in _REFUSED_KEY.finditer(str(exc)) for key in match.groups() if key}
+            if exc.status == 400 and ticket_id in refused:
+                return None
+            raise
 
     def _search_pages(self, jql: str, fields: Sequence[str] = ("updated",)) -> Iterator[list[dict[str, Any]]]:
         if self.is_cloud:
