@@ -36,6 +36,7 @@ MODULES = (
     "salesforce_resync",
     "store_group_commit",
     "store_postgres",
+    "transfer_memory",
 )
 
 
