@@ -99,10 +99,23 @@ end
 return 0
 """
 
+# Run the Redis commands a script was given from ARGV[first] on, each as (count, args...): RQ's own enqueue writes
+# (composed on a pipeline never sent), or a caller's metrics.
+_RUN_COMMANDS = """
+local function run_commands(first)
+  local i = first
+  while i <= #ARGV do
+    local n = tonumber(ARGV[i])
+    redis.call(unpack(ARGV, i + 1, i + n))
+    i = i + n + 1
+  end
+end
+"""
+
 # The whole of `submit`, atomically. KEYS[1]: the ticket's state. ARGV: the job key prefix, the queue asked for,
 # the live queue, "1" for a delete event, the new job's id, then RQ's enqueue commands as (count, args...)*.
 # Returns {outcome, job id, queue, what the coalesced job was doing}.
-_SUBMIT = """
+_SUBMIT = _RUN_COMMANDS + """
 local s = {}
 local raw = redis.call('HGETALL', KEYS[1])
 for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
@@ -132,12 +145,7 @@ if current and current ~= '' then
     return {'rerun_scheduled', current, current_queue, 'running'}
   end
 end
-local i = 6
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+run_commands(6)
 return {'enqueued', ARGV[5], ARGV[2], ''}
 """
 
@@ -155,13 +163,8 @@ return 0
 # End a run in one round trip when no re-run was asked for. KEYS[1]: the ticket's state; ARGV: the job id, then
 # commands run in any case (the caller's metrics) as (count, args...)*. Returns "cleared", "other" (the state is
 # another job's: nothing to do) or "rerun" (the caller enqueues it through the `finish` transaction).
-_END = """
-local i = 2
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
+_END = _RUN_COMMANDS + """
+run_commands(2)
 if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return 'other' end
 if redis.call('HGET', KEYS[1], 'rerun') == '1' then return 'rerun' end
 redis.call('DEL', KEYS[1])

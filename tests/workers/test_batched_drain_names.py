@@ -7,7 +7,6 @@ real Redis, the fake Salesforce over HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from tests.pipeline_support.configs import write_config
 from tests.pipeline_support.processes import Process, start_worker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def test_a_burst_drained_in_one_batch_keeps_each_case_number_in_the_display_name(

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from tests.integrations.bugzilla.fake_server import ADMIN_KEY as BUGZILLA_KEY
 from tests.integrations.bugzilla.fake_server import DEFAULT_PRODUCT, start_fake_bugzilla
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
 from tests.pipeline_support.configs import write_config
-from tests.pipeline_support.processes import Process, cli, start_worker, wait_for
+from tests.pipeline_support.processes import cli, start_worker, wait_for
 from workers import ops
 from workers.horse import horse_worker_class
 from workers.recovery import pid_alive
@@ -41,14 +40,6 @@ FAST_RETRIES = {"retry_base_seconds": 0.2, "retry_max_seconds": 0.5, "max_attemp
 @pytest.fixture
 def upstream(tmp_path: Path) -> FileBackedBackend:
     return FileBackedBackend(tmp_path / "upstream.json")
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 def runtime_for(config: Path) -> Runtime:

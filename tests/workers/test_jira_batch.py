@@ -10,7 +10,6 @@ systems' version is `test_horse.py::test_a_burst_of_one_batching_system_is_drain
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,14 +21,6 @@ from service.runtime import Runtime
 from tests.integrations.jira.fake_server import DEFAULT_TOKEN, DEFAULT_USERNAME, start_fake_jira
 from tests.pipeline_support.configs import write_config
 from tests.pipeline_support.processes import Process, start_worker
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 @pytest.mark.parametrize("deployment", ["cloud", "datacenter"])
