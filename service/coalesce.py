@@ -115,7 +115,9 @@ end
 # The whole of `submit`, atomically. KEYS[1]: the ticket's state. ARGV: the job key prefix, the queue asked for,
 # the live queue, "1" for a delete event, the new job's id, then RQ's enqueue commands as (count, args...)*.
 # Returns {outcome, job id, queue, what the coalesced job was doing}.
-_SUBMIT = _RUN_COMMANDS + """
+_SUBMIT = (
+    _RUN_COMMANDS
+    + """
 local s = {}
 local raw = redis.call('HGETALL', KEYS[1])
 for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
@@ -148,6 +150,7 @@ end
 run_commands(6)
 return {'enqueued', ARGV[5], ARGV[2], ''}
 """
+)
 
 # Mark a run started. KEYS[1]: the ticket's state; ARGV: the job id, the state's TTL. Returns a `Begun`.
 _BEGIN = """
@@ -163,13 +166,16 @@ return 0
 # End a run in one round trip when no re-run was asked for. KEYS[1]: the ticket's state; ARGV: the job id, then
 # commands run in any case (the caller's metrics) as (count, args...)*. Returns "cleared", "other" (the state is
 # another job's: nothing to do) or "rerun" (the caller enqueues it through the `finish` transaction).
-_END = _RUN_COMMANDS + """
+_END = (
+    _RUN_COMMANDS
+    + """
 run_commands(2)
 if redis.call('HGET', KEYS[1], 'job') ~= ARGV[1] then return 'other' end
 if redis.call('HGET', KEYS[1], 'rerun') == '1' then return 'rerun' end
 redis.call('DEL', KEYS[1])
 return 'cleared'
 """
+)
 
 
 def _text(value: bytes | str | None) -> str:
