@@ -39,6 +39,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -315,7 +316,7 @@ def runner_of(connection: Redis, job: Job, composite: str) -> str:
     (setting `job.worker_name`) in a later one, so a worker killed between the two leaves a started
     execution of a job that still reads "queued" with no worker: the execution record names it.
     """
-    name = connection.hget(f"rq:execution:{composite}", "worker_name")
+    name = connection.hget(Execution.from_composite_key(composite, connection).key, "worker_name")
     return _text(name) if name else (job.worker_name or "")
 
 

@@ -90,6 +90,14 @@ _REFUSED_KEY = re.compile(
 )
 _ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]{1,254}-[0-9]{1,18}")
 
+
+def _refused_keys(exc: PermanentError) -> set[str]:
+    """The issue keys a 400 to a search names as ones Jira cannot resolve (none for any other error)."""
+    if exc.status != 400:
+        return set()
+    return {key for match in _REFUSED_KEY.finditer(str(exc)) for key in match.groups() if key}
+
+
 _ISSUE_EVENTS = {
     "jira:issue_created": EventAction.UPSERT,
     "jira:issue_updated": EventAction.UPSERT,
@@ -624,10 +632,13 @@ class JiraTickets(TicketIntegration, system="jira"):
                     found[ticket_id] = gone
         return found
 
-    def _keys_jql(self, keys: Sequence[str]) -> str:
+    def _scoped(self, clause: str) -> str:
+        """`clause` within the configured `jql_query` (its ORDER BY left out)."""
         base = strip_order_by(self.jql_query or "")
-        clause = f"key in ({', '.join(jql_string(key) for key in keys)})"
         return f"({base}) AND {clause}" if base else clause
+
+    def _keys_jql(self, keys: Sequence[str]) -> str:
+        return self._scoped(f"key in ({', '.join(jql_string(key) for key in keys)})")
 
     def _key_chunks(self, keys: Sequence[str]) -> Iterator[list[str]]:
         """`keys` in chunks of at most KEYS_PER_SEARCH whose JQL stays within KEYS_JQL_CHARS (one key at least)."""
@@ -656,7 +667,7 @@ class JiraTickets(TicketIntegration, system="jira"):
             except PermanentError as exc:
                 if exc.status != 400:
                     raise
-                refused = {key for match in _REFUSED_KEY.finditer(str(exc)) for key in match.groups() if key}
+                refused = _refused_keys(exc)
                 if not refused & set(keys):
                     log.warning(
                         "Jira refused a search for %d issue keys (%s); fetching them one by one", len(keys), exc
@@ -694,13 +705,11 @@ class JiraTickets(TicketIntegration, system="jira"):
         None (unknown) when Jira refuses the search because the key no longer resolves (deleted since it was
         fetched): the copy stays, and the next resync's fetch finds the issue gone.
         """
-        base = strip_order_by(self.jql_query or "")
-        jql = f"({base}) AND key = {jql_string(ticket_id)}" if base else f"key = {jql_string(ticket_id)}"
+        jql = self._scoped(f"key = {jql_string(ticket_id)}")
         try:
             return any(page for page in itertools.islice(self._search_pages(jql), 1))
         except PermanentError as exc:
-            refused = {key for match in _REFUSED_KEY.finditer(str(exc)) for key in match.groups() if key}
-            if exc.status == 400 and ticket_id in refused:
+            if ticket_id in _refused_keys(exc):
                 return None
             raise
 
