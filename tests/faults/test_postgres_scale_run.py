@@ -100,9 +100,13 @@ def _deliver(session: requests.Session, jira_url: str, web_url: str, key: str) -
     signed = session.post(
         f"{jira_url}/_fake/webhooks", json={"event": "jira:issue_updated", "key": key, "secret": SECRET}, timeout=10
     ).json()
-    response = session.post(
-        f"{web_url}/webhooks/jira", data=signed["body"].encode(), headers=signed["headers"], timeout=10
-    )
+    url, body = f"{web_url}/webhooks/jira", signed["body"].encode()
+    try:
+        response = session.post(url, data=body, headers=signed["headers"], timeout=10)
+    except requests.ConnectionError:
+        # A kept-alive connection gunicorn closed (keepalive = 5 s) just as it was reused, before any answer;
+        # a sender delivers again, as Jira does (the event is idempotent: the ticket is re-fetched).
+        response = session.post(url, data=body, headers=signed["headers"], timeout=10)
     return response.status_code
 
 
