@@ -30,6 +30,9 @@ import yaml
 
 from data_manager.collectors.catalog import Catalog, CatalogEntry, change_from_row, entry_from_row, record_change
 from data_manager.collectors.changes import Change, ChangeKind
+from data_manager.collectors.metadata_form import canonical_metadata as canonical_metadata
+from data_manager.collectors.metadata_form import metadata_digest_of as metadata_digest_of
+from data_manager.collectors.metadata_form import parse_metadata as _parse_metadata
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.tickets.errors import TransientError
 from data_manager.collectors.tickets.model import parse_datetime
@@ -127,13 +130,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def canonical_metadata(metadata: ResourceMetadata | None) -> str:
-    """The metadata's canonical form: compact sorted JSON ("" when none). Cheap, unlike rendering YAML."""
-    if metadata is None:
-        return ""
-    return json.dumps(metadata.as_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 # libyaml's emitter: 10x cheaper than the pure-Python one (which cost ~0.9 ms a ticket); the same YAML, except
 # that characters outside the Basic Multilingual Plane (emoji) are written escaped ("\U0001F642"). Both read back
 # the same, and the catalog's digests are of the parsed form, so a ticket stored before is not rewritten for it.
@@ -197,20 +193,6 @@ def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
         with _suppress_os_error():
             os.unlink(tmp_name)
         raise
-
-
-def metadata_digest_of(text: str) -> str:
-    """The digest the catalog keeps for a metadata file's text: of its canonical form, not of its YAML bytes."""
-    return _digest(canonical_metadata(_parse_metadata(text)))
-
-
-def _parse_metadata(text: str) -> ResourceMetadata | None:
-    """A metadata file's content back as `ResourceMetadata`; None when empty or not in our shape."""
-    try:
-        loaded = yaml.safe_load(text) if text else None
-        return ResourceMetadata(**loaded) if isinstance(loaded, dict) else None
-    except (yaml.YAMLError, TypeError, ValueError):
-        return None
 
 
 class _suppress_missing:
