@@ -30,6 +30,7 @@ log = logging.getLogger("tickets.housekeeping")
 TEMP_SUFFIX = ".tmp"
 ORPHAN_AGE_SECONDS = 300.0
 CONTENT_SUFFIX = ".txt"
+RENAME_CLOCK_SLACK_SECONDS = 1.0  # see `_renamed_since`
 
 
 @dataclass
@@ -78,8 +79,8 @@ def remove_orphaned_temp_files(directory: Path, older_than: float = ORPHAN_AGE_S
 def reconcile(persistence: PersistenceService) -> ReconcileReport:
     """Make the catalog agree with the ticket files (under the catalog's write lock).
 
-    Every file a crash can have left ahead of the catalog (one without a row, or one modified after its
-    row was written) is adopted by `adoption.adopt`, the rule `PersistenceService.reconcile`
+    Every file a crash can have left ahead of the catalog (one without a row, or one renamed into place
+    after its row was written) is adopted by `adoption.adopt`, the rule `PersistenceService.reconcile`
     applies to one hash. A row whose content file is gone is an interrupted delete: the row goes, with a
     change-feed entry.
     """
@@ -100,7 +101,7 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
                 report.rows_removed.append(hash_)
         for hash_ in files:
             paths = (persistence.content_path(hash_), persistence.metadata_path(hash_))
-            if hash_ in rows and not _maybe_newer(paths, rows[hash_]["written_at"]):
+            if hash_ in rows and not _renamed_since(paths, rows[hash_]["written_at"]):
                 continue
             try:
                 outcome = adopt(conn, hash_, *paths)
@@ -121,16 +122,24 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
     return report
 
 
-def _maybe_newer(paths: tuple[Path, ...], written_at: str) -> bool:
-    """Whether a file was replaced after its row was written (only then are the files read).
+def _renamed_since(paths: tuple[Path, ...], written_at: str) -> bool:
+    """Whether a file may have been renamed into place after its row was written (only those are read).
 
-    A row's `written_at` is taken just after its files are renamed into place, so a file modified
-    later was written by a transaction that never committed."""
+    A rename sets a file's ctime, not its mtime; and a write stamps the mtime when it stages its files,
+    before it takes the lock, so a rename that follows another writer's commit can carry an older mtime.
+    The file system's clock lags the one `written_at` is read from by a few ms, hence the slack.
+    """
     try:
         written = datetime.fromisoformat(written_at).timestamp()
     except (TypeError, ValueError):
         return True
-    return any(p.exists() and p.stat().st_mtime > written for p in paths)
+    for path in paths:
+        try:
+            if path.stat().st_ctime > written - RENAME_CLOCK_SLACK_SECONDS:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def startup_check(persistence: PersistenceService, older_than: float = ORPHAN_AGE_SECONDS) -> ReconcileReport:

@@ -153,3 +153,25 @@ def test_content_that_is_not_utf8_is_adopted_by_its_bytes(store: PersistenceServ
     assert repair(store, HASH) is True  # the per-hash call used to raise UnicodeDecodeError
     [entry] = store.list_entries()
     assert entry.content_digest == sha(store.content_path(HASH).read_bytes())
+
+
+def test_the_scan_reads_a_file_renamed_after_its_row_even_when_staged_before(store: PersistenceService) -> None:
+    """A write stages (and stamps the mtime of) its files before it takes the lock; if another writer
+    commits in between, the late rename carries an mtime older than that row. The rename sets the ctime."""
+    store.upsert(ticket("v1", 0))
+    written = datetime.fromisoformat(store.get("memory", "T1").entry.written_at).timestamp()
+    staged = []
+    for path, text in (
+        (store.content_path(HASH), ticket("v2", 5).get_content()),
+        (store.metadata_path(HASH), render_metadata(ticket("v2", 5).get_metadata())),
+    ):
+        temp = path.with_name(f".{path.name}.x.tmp")
+        temp.write_text(text)
+        os.utime(temp, (written - 60, written - 60))
+        staged.append((temp, path))
+    time.sleep(0.01)
+    for temp, path in staged:
+        os.replace(temp, path)
+    assert reconcile(store).rows_updated == [HASH]
+    assert store.get("memory", "T1").entry.updated_at == (T0 + timedelta(minutes=5)).isoformat()
+    assert reconcile(store).changed == 0
