@@ -5,7 +5,9 @@ power loss) can leave:
 - a temp file that was never renamed (litter: harmless to readers, but it stays forever);
 - a renamed file whose catalog row was not committed: a file without a row (a new ticket), or a row
   whose digest does not match the file (an update);
-- a row whose file is gone (a delete interrupted between the unlink and the commit).
+- files a removal, restore or purge moved or kept before its commit was rolled back (`trash_repair`,
+  which runs first, so a ticket whose removal never committed has its files back before rows are checked);
+- a row whose file is gone (a file deleted by hand: a removal moves files to the trash).
 
 `remove_orphaned_temp_files` removes temp files older than a few minutes (a live writer's temp file
 is seconds old); `reconcile` makes the catalog describe the files again. Both run when a worker
@@ -25,6 +27,8 @@ from data_manager.collectors.adoption import Adoption, adopt
 from data_manager.collectors.catalog import record_change
 from data_manager.collectors.changes import ChangeKind
 from data_manager.collectors.persistence import PersistenceError, PersistenceService
+from data_manager.collectors.trash_repair import TrashRepair
+from data_manager.collectors.trash_repair import repair as repair_trash
 
 log = logging.getLogger("tickets.housekeeping")
 TEMP_SUFFIX = ".tmp"
@@ -40,10 +44,11 @@ class ReconcileReport:
     rows_removed: list[str] = field(default_factory=list)  # row without file: an interrupted delete
     unknown_files: list[str] = field(default_factory=list)  # a file that does not say which ticket it is
     claimed_files: list[str] = field(default_factory=list)  # names a ticket the catalog keeps under another hash
+    trash: TrashRepair = field(default_factory=TrashRepair)  # killed removals, restores and purges, settled
 
     @property
     def changed(self) -> int:
-        return len(self.rows_added) + len(self.rows_updated) + len(self.rows_removed)
+        return len(self.rows_added) + len(self.rows_updated) + len(self.rows_removed) + self.trash.changed
 
     def record(self, hash_: str, outcome: Adoption) -> None:
         if outcome is Adoption.ADDED:
@@ -81,12 +86,17 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
 
     Every file a crash can have left ahead of the catalog (one without a row, or one renamed into place
     after its row was written) is adopted by `adoption.adopt`, the rule `PersistenceService.reconcile`
-    applies to one hash. A row whose content file is gone is an interrupted delete: the row goes, with a
-    change-feed entry.
+    applies to one hash. The trash is repaired first (`trash_repair`): a delete killed before its commit
+    gets its files back, so its row is not taken for one without files. A row whose content file is
+    still gone goes, with a change-feed entry.
     """
     report = ReconcileReport()
     directory = persistence.tickets_dir
     with persistence.catalog.write() as conn:
+        try:
+            report.trash = repair_trash(conn, directory, persistence.trash_dir)
+        except OSError as exc:
+            raise PersistenceError(f"cannot repair the trash {persistence.trash_dir}: {exc.strerror}") from None
         rows = {row["hash"]: row for row in conn.execute("SELECT * FROM tickets").fetchall()}
         files = sorted(
             p.name[: -len(CONTENT_SUFFIX)]
@@ -108,6 +118,16 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
             except OSError as exc:
                 raise PersistenceError(f"cannot read {exc.filename}: {exc.strerror}") from None
             report.record(hash_, outcome)
+    if report.trash.changed:
+        log.warning(
+            "trash repaired after a killed removal, restore or purge in %s: put back %s; kept as *.unclaimed "
+            "(no free place to go back to) %s; restores undone %s; purges finished %s",
+            persistence.trash_dir,
+            ", ".join(report.trash.put_back) or "none",
+            ", ".join(report.trash.set_aside) or "none",
+            ", ".join(report.trash.restores_undone) or "none",
+            ", ".join(report.trash.purges_finished) or "none",
+        )
     if report.changed or report.unknown_files or report.claimed_files:
         log.warning(
             "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed; unknown files: %s; "

@@ -38,6 +38,8 @@ from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.tickets.errors import TransientError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
+from data_manager.collectors.trash_repair import repair as repair_trash
+from data_manager.collectors.trash_repair import trash_name
 
 TICKETS_DIR = "tickets"
 TRASH_DIR = "trash"
@@ -593,11 +595,13 @@ class PersistenceService:
 
         A write renames the content, then the metadata, then commits; a kill -9 in between leaves files
         newer than the catalog (never older). The entry adopts them by the rule the startup scan uses too
-        (`adoption.adopt`), so later writes compare against the real files. Nothing is deleted; an entry
-        without files is left for a resync.
+        (`adoption.adopt`), so later writes compare against the real files. Files a killed delete or
+        restore left moved are first put back (`trash_repair`). Nothing is deleted; an entry without files
+        is left for a resync.
         """
         with self.catalog.write() as conn:
             try:
+                repair_trash(conn, self.tickets_dir, self.trash_dir, hash_)
                 outcome = adopt(conn, hash_, self.content_path(hash_), self.metadata_path(hash_))
             except OSError as exc:
                 raise PersistenceError(f"cannot read {exc.filename}: {exc.strerror}") from None
@@ -607,7 +611,9 @@ class PersistenceService:
         """Move a ticket's files to the trash and log the removal; False when nothing was stored.
 
         The files go to `<data_path>/trash/` (outside `tickets/`, so indexers never see them) where
-        `restore` can bring them back until `purge_trash` removes them for good.
+        `restore` can bring them back until `purge_trash` removes them for good. They move before the
+        commit, so a kill -9 in between leaves them in the trash of a removal that never happened; the
+        start-up repair (and this method, before it moves anything) puts them back (`trash_repair`).
         """
         hash_ = resource_hash(source_type, str(ticket_id))
         with self.catalog.write() as conn:
@@ -616,6 +622,7 @@ class PersistenceService:
             ).fetchone()
             if row is not None:
                 hash_ = row["hash"]
+            self._repair_trash(conn, hash_)
             files = [path for path in (self.content_path(hash_), self.metadata_path(hash_)) if path.exists()]
             if row is None and not files:
                 return False
@@ -654,8 +661,13 @@ class PersistenceService:
     # -- trash and the removal log -------------------------------------------------------------------
     def _trash_path(self, path: Path, removal_id: int) -> Path:
         """`trash/<hash>.<removal id>.txt[.meta.yaml]`: one ticket removed twice keeps both copies apart."""
-        stem, _, rest = path.name.partition(".txt")
-        return self.trash_dir / f"{stem}.{removal_id}.txt{rest}"
+        return self.trash_dir / trash_name(path.name, removal_id)
+
+    def _repair_trash(self, conn: sqlite3.Connection, hash_: str) -> None:
+        try:
+            repair_trash(conn, self.tickets_dir, self.trash_dir, hash_)
+        except OSError as exc:
+            raise PersistenceError(f"cannot repair the trash of {hash_} in {self.trash_dir}: {exc.strerror}") from None
 
     def removals(self, *, since: datetime | None = None, source_type: str | None = None) -> list[Removal]:
         """Logged removals, newest first (optionally only those at or after `since`, of one system)."""
@@ -671,9 +683,11 @@ class PersistenceService:
         """Put the most recently trashed copy of a ticket back into `tickets/` and the catalog.
 
         Raises `PersistenceError` when a copy is stored already or no trashed copy is left. The next
-        sync of the ticket decides its fate as usual.
+        sync of the ticket decides its fate as usual. The files move before the commit; the start-up
+        repair (and this method, first) moves those of a killed restore back to the trash (`trash_repair`).
         """
         with self.catalog.write() as conn:
+            self._repair_trash(conn, resource_hash(source_type, str(ticket_id)))
             stored = conn.execute(
                 "SELECT hash FROM tickets WHERE source = ? AND ticket_id = ?", (source_type, str(ticket_id))
             ).fetchone()
@@ -695,6 +709,10 @@ class PersistenceService:
                     f"{self.content_path(removal.hash)} now holds {occupied['source']}:{occupied['ticket_id']}; "
                     f"not restoring {source_type}:{ticket_id} over it"
                 )
+            if removal.hash != resource_hash(source_type, str(ticket_id)):
+                self._repair_trash(conn, removal.hash)
+            if not self._trash_path(self.content_path(removal.hash), removal.id).exists():
+                raise PersistenceError(f"the trashed copy of {source_type}:{ticket_id} has no content file")
             try:
                 for path in (self.content_path(removal.hash), self.metadata_path(removal.hash)):
                     trashed = self._trash_path(path, removal.id)
@@ -702,8 +720,6 @@ class PersistenceService:
                         os.replace(trashed, path)
             except OSError as exc:
                 raise PersistenceError(f"cannot restore {source_type}:{ticket_id}: {exc.strerror}") from None
-            if not self.content_path(removal.hash).exists():
-                raise PersistenceError(f"the trashed copy of {source_type}:{ticket_id} has no content file")
             conn.execute(
                 """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
                                         metadata_digest, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -723,20 +739,24 @@ class PersistenceService:
         return removal
 
     def purge_trash(self, older_than: timedelta, *, now: datetime | None = None) -> int:
-        """Delete trashed copies removed longer ago than `older_than`; returns how many went."""
+        """Delete trashed copies removed longer ago than `older_than`; returns how many went.
+
+        The purge commits first and unlinks after: a kill -9 in between leaves files of a committed
+        purge, which the start-up repair deletes (`trash_repair`); never a removal that claims a copy
+        in the trash that is gone.
+        """
         cutoff = (now or datetime.now(UTC)) - older_than
-        purged = 0
         with self.catalog.write() as conn:
             rows = conn.execute(
                 "SELECT id, hash FROM removals WHERE in_trash = 1 AND removed_ts < ?", (cutoff.timestamp(),)
             ).fetchall()
             for row in rows:
-                for path in (self.content_path(row["hash"]), self.metadata_path(row["hash"])):
-                    with _suppress_missing():
-                        self._trash_path(path, row["id"]).unlink()
                 conn.execute("UPDATE removals SET in_trash = 0, purged_at = ? WHERE id = ?", (_now(), row["id"]))
-                purged += 1
-        return purged
+        for row in rows:
+            for path in (self.content_path(row["hash"]), self.metadata_path(row["hash"])):
+                with _suppress_missing():
+                    self._trash_path(path, row["id"]).unlink()
+        return len(rows)
 
     def has_copy(self, source_type: str, ticket_id: str) -> bool:
         """Whether anything of the ticket is stored (a catalog entry, or files a crash left behind)."""
