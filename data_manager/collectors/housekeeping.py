@@ -5,14 +5,16 @@ power loss) can leave:
 - a temp file that was never renamed (litter: harmless to readers, but it stays forever);
 - a renamed file whose catalog row was not committed: a file without a row (a new ticket), or a row
   whose digest does not match the file (an update);
-- files a removal, restore or purge moved or kept before its commit was rolled back (`trash_repair`,
-  which runs first, so a ticket whose removal never committed has its files back before rows are checked);
+- files a removal or restore moved before its commit was rolled back, or a committed purge had not yet
+  unlinked (`trash_repair`, which runs first, so a ticket whose removal never committed has its files
+  back before rows are checked);
 - a row whose file is gone (a file deleted by hand: a removal moves files to the trash).
 
 `remove_orphaned_temp_files` removes temp files older than a few minutes (a live writer's temp file
 is seconds old); `reconcile` makes the catalog describe the files again. Both run when a worker
 starts; the temp sweep also runs from the worker's housekeeping. Nothing here removes a ticket's
-file: a file the catalog does not know and that does not say which ticket it is stays, and is reported.
+file but what a committed purge removed already: a file the catalog does not know and that does not say
+which ticket it is stays, and is reported.
 """
 
 from __future__ import annotations
