@@ -1,0 +1,56 @@
+"""Where crash tests SIGKILL a writer: between the files of a write becoming visible one by one."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from data_manager.collectors import staging
+from data_manager.collectors.staging import StagedFile
+
+STAGING_KINDS = ["unnamed", "named"]
+
+
+def use_staging(kind: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make writes stage unnamed inodes (where this file system can) or named temp files (as elsewhere)."""
+    if kind == "named":
+        monkeypatch.setattr(staging, "supports_unnamed", lambda directory: False)
+    elif not staging.supports_unnamed(directory):
+        pytest.skip(f"{directory}'s file system makes no unnamed inodes (O_TMPFILE)")
+
+
+def held_unnamed(pid: int, directory: Path) -> int:
+    """How many unnamed inodes of `directory` process `pid` holds open (staged, not yet published)."""
+    held = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{directory}/#") and target.endswith(" (deleted)"):
+            held += 1
+    return held
+
+
+def die_after_publishes(count: int) -> None:
+    """In a child process only: SIGKILL it right after its `count`-th staged file is published (0: before the first).
+
+    Every write makes its files visible through `StagedFile.publish` (a link or a rename), inside the
+    catalog transaction, so this stops a writer at each point of that transaction.
+    """
+    real_publish = StagedFile.publish
+    done = 0
+
+    def publish(self: StagedFile, directory_fd: int | None = None) -> None:
+        nonlocal done
+        if count == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_publish(self, directory_fd)
+        done += 1
+        if done == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    StagedFile.publish = publish  # type: ignore[method-assign]
