@@ -24,6 +24,7 @@ from service.coalesce import JOB_FUNCTION
 from service.logs import log_event
 from service.retry import rq_retry_interval
 from service.runtime import Runtime
+from workers.scheduler import StartsTetheredScheduler
 
 log = logging.getLogger("tickets.worker")
 
@@ -109,11 +110,11 @@ class RetryAbandonedJobs:
         return True
 
 
-class TicketWorker(RetryAbandonedJobs, Worker):
+class TicketWorker(RetryAbandonedJobs, StartsTetheredScheduler, Worker):
     """RQ's forking worker, retrying a dead work horse's job."""
 
 
-class SimpleTicketWorker(RetryAbandonedJobs, SimpleWorker):
+class SimpleTicketWorker(RetryAbandonedJobs, StartsTetheredScheduler, SimpleWorker):
     """RQ's in-process worker (`--no-fork`); it has no horse to lose, the same class otherwise."""
 
 

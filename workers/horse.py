@@ -46,6 +46,7 @@ from workers.abandoned import RetryAbandonedJobs
 from workers.batch import batchable, batches, run_batch, take_more
 from workers.jobs import job_class_for
 from workers.recovery import runner_of
+from workers.scheduler import StartsTetheredScheduler
 
 log = logging.getLogger("tickets.worker")
 JOB_ID_BYTES = 512  # room for a job id in the shared slot table (ours are < 200 characters)
@@ -252,7 +253,7 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="horse-parent-watch", daemon=True).start()
 
 
-class HorseWorker(RetryAbandonedJobs, BaseWorker):
+class HorseWorker(RetryAbandonedJobs, StartsTetheredScheduler, BaseWorker):
     """The worker process: registration, lease (see `workers.worker`), scheduler, and its one horse."""
 
     runtime: Runtime  # set by `worker_class_for`

@@ -6,9 +6,9 @@ horse per job; `inline` runs jobs in the worker's own process (RQ's SimpleWorker
 
 Around RQ's own worker it adds: the runtime built once before forking, a lease proving it alive,
 prompt recovery of jobs a dead worker left behind or a dead worker took and never started (at start
-and every few seconds), retries for jobs whose work horse died, a supervised scheduler, a fresh RQ
-worker when RQ's quits on a Redis error, the periodic resync's scheduling, and the data directory's
-crash leftovers cleaned up (at start and every few minutes).
+and every few seconds), retries for jobs whose work horse died, a supervised scheduler that ends with
+the worker (`workers.scheduler`), a fresh RQ worker when RQ's quits on a Redis error, the periodic
+resync's scheduling, and the data directory's crash leftovers cleaned up (at start and every few minutes).
 """
 
 from __future__ import annotations

@@ -15,24 +15,22 @@ file: a file the catalog does not know and that does not say which ticket it is 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from data_manager.collectors.adoption import Adoption, adopt
 from data_manager.collectors.catalog import record_change
 from data_manager.collectors.changes import ChangeKind
-from data_manager.collectors.persistence import PersistenceService, metadata_digest_of
-from data_manager.collectors.tickets.model import parse_datetime
-from data_manager.collectors.tickets.ticket_resource import resource_hash
+from data_manager.collectors.persistence import PersistenceError, PersistenceService
 
 log = logging.getLogger("tickets.housekeeping")
 TEMP_SUFFIX = ".tmp"
 ORPHAN_AGE_SECONDS = 300.0
 CONTENT_SUFFIX = ".txt"
+RENAME_CLOCK_SLACK_SECONDS = 1.0  # see `_renamed_since`
 
 
 @dataclass
@@ -41,10 +39,21 @@ class ReconcileReport:
     rows_updated: list[str] = field(default_factory=list)  # digest mismatch: the row follows the file
     rows_removed: list[str] = field(default_factory=list)  # row without file: an interrupted delete
     unknown_files: list[str] = field(default_factory=list)  # a file that does not say which ticket it is
+    claimed_files: list[str] = field(default_factory=list)  # names a ticket the catalog keeps under another hash
 
     @property
     def changed(self) -> int:
         return len(self.rows_added) + len(self.rows_updated) + len(self.rows_removed)
+
+    def record(self, hash_: str, outcome: Adoption) -> None:
+        if outcome is Adoption.ADDED:
+            self.rows_added.append(hash_)
+        elif outcome is Adoption.UPDATED:
+            self.rows_updated.append(hash_)
+        elif outcome is Adoption.UNKNOWN:
+            self.unknown_files.append(hash_ + CONTENT_SUFFIX)
+        elif outcome is Adoption.CLAIMED:
+            self.claimed_files.append(hash_ + CONTENT_SUFFIX)
 
 
 def remove_orphaned_temp_files(directory: Path, older_than: float = ORPHAN_AGE_SECONDS) -> list[Path]:
@@ -67,122 +76,70 @@ def remove_orphaned_temp_files(directory: Path, older_than: float = ORPHAN_AGE_S
     return removed
 
 
-def _digest_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _headers(text: str) -> dict[str, str]:
-    """The `Name: value` header lines at the top of a normalised ticket file."""
-    found: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            break
-        name, sep, value = line.partition(": ")
-        if sep:
-            found.setdefault(name, value)
-    return found
-
-
-def _updated(headers: dict[str, str]) -> tuple[str, float | None]:
-    try:
-        when: datetime | None = parse_datetime(headers.get("Updated") or None)
-    except (ValueError, TypeError):
-        when = None
-    return (when.isoformat(), when.timestamp()) if when else ("", None)
-
-
 def reconcile(persistence: PersistenceService) -> ReconcileReport:
-    """Make the catalog agree with the ticket files (under the catalog's write lock)."""
+    """Make the catalog agree with the ticket files (under the catalog's write lock).
+
+    Every file a crash can have left ahead of the catalog (one without a row, or one renamed into place
+    after its row was written) is adopted by `adoption.adopt`, the rule `PersistenceService.reconcile`
+    applies to one hash. A row whose content file is gone is an interrupted delete: the row goes, with a
+    change-feed entry.
+    """
     report = ReconcileReport()
     directory = persistence.tickets_dir
     with persistence.catalog.write() as conn:
         rows = {row["hash"]: row for row in conn.execute("SELECT * FROM tickets").fetchall()}
-        files = {
-            p.name[: -len(CONTENT_SUFFIX)]: p
+        files = sorted(
+            p.name[: -len(CONTENT_SUFFIX)]
             for p in directory.iterdir()
             if p.name.endswith(CONTENT_SUFFIX) and not p.name.startswith(".")
-        }
-        for hash_, row in rows.items():
-            path = files.get(hash_)
-            if path is None:
+        )
+        on_disk = set(files)
+        for hash_, row in sorted(rows.items()):
+            if hash_ not in on_disk:
                 conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
                 record_change(conn, row["source"], row["ticket_id"], hash_, ChangeKind.REMOVED)
                 report.rows_removed.append(hash_)
+        for hash_ in files:
+            paths = (persistence.content_path(hash_), persistence.metadata_path(hash_))
+            if hash_ in rows and not _renamed_since(paths, rows[hash_]["written_at"]):
                 continue
-            meta_path = persistence.metadata_path(hash_)
-            if not _maybe_newer((path, meta_path), row["written_at"]):
-                continue
-            content_digest = _digest_of(path)
-            metadata_digest = (
-                metadata_digest_of(meta_path.read_text(encoding="utf-8"))
-                if meta_path.exists()
-                else row["metadata_digest"]
-            )
-            if (content_digest, metadata_digest) == (row["content_digest"], row["metadata_digest"]):
-                continue
-            updated_at, updated_ts = _updated(_headers(path.read_text(encoding="utf-8", errors="replace")))
-            conn.execute(
-                """UPDATE tickets SET content_digest = ?, metadata_digest = ?, updated_at = ?, updated_ts = ?,
-                   written_at = ? WHERE hash = ?""",
-                (content_digest, metadata_digest, updated_at, updated_ts, _mtime_iso(path), hash_),
-            )
-            record_change(conn, row["source"], row["ticket_id"], hash_, ChangeKind.WRITTEN)  # indexers re-read it
-            report.rows_updated.append(hash_)
-        for hash_, path in files.items():
-            if hash_ in rows:
-                continue
-            text = path.read_text(encoding="utf-8", errors="replace")
-            headers = _headers(text)
-            source, _, ticket_id = headers.get("Ticket", "").partition(":")
-            if not source or not ticket_id or resource_hash(source, ticket_id) != hash_:
-                report.unknown_files.append(path.name)
-                continue
-            meta_path = persistence.metadata_path(hash_)
-            updated_at, updated_ts = _updated(headers)
-            added = conn.execute(
-                """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
-                                        metadata_digest, written_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-                (
-                    hash_,
-                    source,
-                    ticket_id,
-                    updated_at,
-                    updated_ts,
-                    hashlib.sha256(text.encode("utf-8")).hexdigest(),
-                    metadata_digest_of(meta_path.read_text(encoding="utf-8") if meta_path.exists() else ""),
-                    _mtime_iso(path),
-                ),
-            ).rowcount
-            if added:
-                record_change(conn, source, ticket_id, hash_, ChangeKind.WRITTEN)
-                report.rows_added.append(hash_)
-    if report.changed or report.unknown_files:
+            try:
+                outcome = adopt(conn, hash_, *paths)
+            except OSError as exc:
+                raise PersistenceError(f"cannot read {exc.filename}: {exc.strerror}") from None
+            report.record(hash_, outcome)
+    if report.changed or report.unknown_files or report.claimed_files:
         log.warning(
-            "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed; unknown files: %s",
+            "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed; unknown files: %s; "
+            "files naming a ticket stored under another name: %s",
             directory,
             len(report.rows_added),
             len(report.rows_updated),
             len(report.rows_removed),
             ", ".join(report.unknown_files[:5]) or "none",
+            ", ".join(report.claimed_files[:5]) or "none",
         )
     return report
 
 
-def _maybe_newer(paths: tuple[Path, ...], written_at: str) -> bool:
-    """Whether a file was replaced after its row was written (only then are the files read).
+def _renamed_since(paths: tuple[Path, ...], written_at: str) -> bool:
+    """Whether a file may have been renamed into place after its row was written (only those are read).
 
-    A row's `written_at` is taken just after its files are renamed into place, so a file modified
-    later was written by a transaction that never committed."""
+    A rename sets a file's ctime, not its mtime; and a write stamps the mtime when it stages its files,
+    before it takes the lock, so a rename that follows another writer's commit can carry an older mtime.
+    The file system's clock lags the one `written_at` is read from by a few ms, hence the slack.
+    """
     try:
         written = datetime.fromisoformat(written_at).timestamp()
     except (TypeError, ValueError):
         return True
-    return any(p.exists() and p.stat().st_mtime > written for p in paths)
-
-
-def _mtime_iso(path: Path) -> str:
-    return datetime.fromtimestamp(os.stat(path).st_mtime, UTC).isoformat()
+    for path in paths:
+        try:
+            if path.stat().st_ctime > written - RENAME_CLOCK_SLACK_SECONDS:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def startup_check(persistence: PersistenceService, older_than: float = ORPHAN_AGE_SECONDS) -> ReconcileReport:

@@ -27,8 +27,12 @@ from typing import Any
 
 import yaml
 
+from data_manager.collectors.adoption import Adoption, adopt
 from data_manager.collectors.catalog import Catalog, CatalogEntry, change_from_row, entry_from_row, record_change
 from data_manager.collectors.changes import Change, ChangeKind
+from data_manager.collectors.metadata_form import canonical_metadata as canonical_metadata
+from data_manager.collectors.metadata_form import metadata_digest_of as metadata_digest_of
+from data_manager.collectors.metadata_form import parse_metadata as _parse_metadata  # noqa: F401
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.staging import UNNAMED_FILES_LIMIT, StagedFile, open_directory, stage_files
 from data_manager.collectors.tickets.errors import TransientError
@@ -126,13 +130,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def canonical_metadata(metadata: ResourceMetadata | None) -> str:
-    """The metadata's canonical form: compact sorted JSON ("" when none). Cheap, unlike rendering YAML."""
-    if metadata is None:
-        return ""
-    return json.dumps(metadata.as_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
 # libyaml's emitter: 10x cheaper than the pure-Python one (which cost ~0.9 ms a ticket); the same YAML, except
 # that characters outside the Basic Multilingual Plane (emoji) are written escaped ("\U0001F642"). Both read back
 # the same, and the catalog's digests are of the parsed form, so a ticket stored before is not rewritten for it.
@@ -159,20 +156,6 @@ def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
         staged.publish()
     finally:
         staged.discard()
-
-
-def metadata_digest_of(text: str) -> str:
-    """The digest the catalog keeps for a metadata file's text: of its canonical form, not of its YAML bytes."""
-    return _digest(canonical_metadata(_parse_metadata(text)))
-
-
-def _parse_metadata(text: str) -> ResourceMetadata | None:
-    """A metadata file's content back as `ResourceMetadata`; None when empty or not in our shape."""
-    try:
-        loaded = yaml.safe_load(text) if text else None
-        return ResourceMetadata(**loaded) if isinstance(loaded, dict) else None
-    except (yaml.YAMLError, TypeError, ValueError):
-        return None
 
 
 class _suppress_missing:
@@ -546,48 +529,16 @@ class PersistenceService:
         """Make a catalog entry agree with its files after a crash mid-write; True when the entry changed.
 
         A write renames the content, then the metadata, then commits; a kill -9 in between leaves files
-        newer than the catalog (never older). The entry then adopts the digests of what is on disk and
-        the upstream time recorded in the metadata file when that is newer, so later writes compare
-        against the real files. Nothing is deleted; an entry without files is left for a resync.
+        newer than the catalog (never older). The entry adopts them by the rule the startup scan uses too
+        (`adoption.adopt`), so later writes compare against the real files. Nothing is deleted; an entry
+        without files is left for a resync.
         """
         with self.catalog.write() as conn:
-            row = conn.execute("SELECT * FROM tickets WHERE hash = ?", (hash_,)).fetchone()
             try:
-                content = self.content_path(hash_).read_text(encoding="utf-8")
-                meta_path = self.metadata_path(hash_)
-                meta_text = meta_path.read_text(encoding="utf-8") if meta_path.exists() else ""
-            except FileNotFoundError:
-                return False
+                outcome = adopt(conn, hash_, self.content_path(hash_), self.metadata_path(hash_))
             except OSError as exc:
-                raise PersistenceError(f"cannot read {self.content_path(hash_)}: {exc.strerror}") from None
-            metadata = _parse_metadata(meta_text)
-            extra = metadata.extra if metadata else {}
-            digests = (_digest(content), _digest(canonical_metadata(metadata)))
-            if row is None:
-                # Crashed before the first commit of a new ticket: the metadata file says whose it is.
-                source, ticket_id = extra.get("source_type"), extra.get("ticket_id")
-                if not source or not ticket_id or resource_hash(source, ticket_id) != hash_:
-                    return False
-                updated_at, updated_ts = "", None
-            else:
-                if digests == (row["content_digest"], row["metadata_digest"]):
-                    return False
-                source, ticket_id = row["source"], row["ticket_id"]
-                updated_at, updated_ts = row["updated_at"], row["updated_ts"]
-            on_disk = parse_datetime(extra.get("updated_at") or None)
-            if on_disk is not None and (updated_ts is None or on_disk.timestamp() > updated_ts):
-                updated_at, updated_ts = on_disk.isoformat(), on_disk.timestamp()
-            conn.execute(
-                """INSERT INTO tickets (hash, source, ticket_id, updated_at, updated_ts, content_digest,
-                                        metadata_digest, written_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(hash) DO UPDATE SET updated_at = excluded.updated_at,
-                       updated_ts = excluded.updated_ts, content_digest = excluded.content_digest,
-                       metadata_digest = excluded.metadata_digest""",
-                (hash_, source, ticket_id, updated_at, updated_ts, *digests, _now()),
-            )
-            record_change(conn, source, ticket_id, hash_, ChangeKind.WRITTEN)  # indexers must read the repaired files
-            return True
+                raise PersistenceError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        return outcome in (Adoption.ADDED, Adoption.UPDATED)
 
     def delete(self, source_type: str, ticket_id: str, *, reason: str = "deleted upstream") -> bool:
         """Move a ticket's files to the trash and log the removal; False when nothing was stored.

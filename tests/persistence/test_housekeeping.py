@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from data_manager.collectors.housekeeping import reconcile, remove_orphaned_temp_files, startup_check
-from data_manager.collectors.persistence import PersistenceService
+from data_manager.collectors.persistence import PersistenceService, render_metadata
 from data_manager.collectors.tickets.ticket_resource import TicketResource
 from service.worker_health import WorkerHealth, scheduler_problems
 
@@ -39,10 +39,11 @@ def test_reconcile_makes_the_catalog_describe_the_files(tmp_path: Path) -> None:
     persistence = PersistenceService(tmp_path)
     for ticket_id in ("T1", "T2", "T3"):
         persistence.upsert(resource(ticket_id, f"first {ticket_id}"))
-    # A crash after the rename, before the commit: an update's file with the old row ...
+    # A crash after the renames, before the commit: an update's files with the old row ...
     time.sleep(0.01)
     newer = resource("T1", "second T1", hour=2)
     persistence.content_path("memory_T1").write_text(newer.content)
+    persistence.metadata_path("memory_T1").write_text(render_metadata(newer.get_metadata()))
     # ... a new ticket's file with no row at all ...
     persistence.content_path("memory_T9").write_text(resource("T9", "new T9").content)
     # ... and a delete that removed the file, not the row.

@@ -165,7 +165,6 @@ def test_the_horse_dies_with_its_worker_and_the_lease_recovers_the_job(
     horse = horse_pid(runtime)
     os.kill(first.pid, signal.SIGKILL)  # the worker only: its horse must not go on taking jobs
     wait_for(lambda: not pid_alive(horse), 5, what="the horse to die with its worker")
-    os.killpg(first.pid, signal.SIGKILL)  # RQ's scheduler process outlives its worker: not ours to leave behind
     workers.append(start_worker(config, tmp_path, name="second", redis_url=redis_url))
     wait_for(lambda: "outlived" in stored(runtime, slow), 30, what="the job recovered through the lease")
 
