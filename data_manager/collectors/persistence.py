@@ -34,7 +34,15 @@ from data_manager.collectors.metadata_form import canonical_metadata as canonica
 from data_manager.collectors.metadata_form import metadata_digest_of as metadata_digest_of
 from data_manager.collectors.metadata_form import parse_metadata as _parse_metadata  # noqa: F401
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
-from data_manager.collectors.staging import UNNAMED_FILES_LIMIT, StagedFile, open_directory, stage_files
+from data_manager.collectors.staging import (
+    SYNC_FILE_SYSTEM_MIN_FILES,
+    UNNAMED_FILES_LIMIT,
+    StagedFile,
+    can_sync_file_system,
+    open_directory,
+    stage_files,
+    sync_file_system,
+)
 from data_manager.collectors.tickets.errors import TransientError
 from data_manager.collectors.tickets.model import parse_datetime
 from data_manager.collectors.tickets.ticket_resource import TicketResource, resource_hash
@@ -396,12 +404,12 @@ class PersistenceService:
         assert all(outcome is not None for outcome in outcomes)
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def _stage_item(self, item: _Prepared, unnamed: bool) -> list[StagedFile]:
+    def _stage_item(self, item: _Prepared, unnamed: bool, fsync: bool) -> list[StagedFile]:
         """Write (and fsync) a ticket's files, not yet visible; on failure nothing of it is left behind."""
         files = [(self.content_path(item.hash), item.content)]
         if item.metadata is not None:
             files.append((self.metadata_path(item.hash), item.meta_text()))
-        return stage_files(files, fsync=self.fsync, unnamed=unnamed)
+        return stage_files(files, fsync=fsync, unnamed=unnamed)
 
     def _stage_all(self, writes: list[tuple[int, _Prepared]], staged: _Staged) -> dict[int, list[StagedFile]]:
         """Stage every ticket to write; several at once in parallel (creating and fsyncing files mostly waits on
@@ -410,6 +418,9 @@ class PersistenceService:
         files: dict[int, list[StagedFile]] = {}
         failure: tuple[_Prepared, Exception] | None = None
         unnamed = 2 * len(writes) <= UNNAMED_FILES_LIMIT  # each unnamed file holds a descriptor until published
+        # A large batch is made durable with one sync of the file system once all is written, not file by file.
+        whole = self.fsync and 2 * len(writes) >= SYNC_FILE_SYSTEM_MIN_FILES and can_sync_file_system()
+        fsync_each = self.fsync and not whole
 
         def keep(index: int, item_files: list[StagedFile]) -> None:
             files[index] = item_files
@@ -418,12 +429,14 @@ class PersistenceService:
         if len(writes) <= 1:
             for index, item in writes:
                 try:
-                    keep(index, self._stage_item(item, unnamed))
+                    keep(index, self._stage_item(item, unnamed, fsync_each))
                 except Exception as exc:
                     failure = (item, exc)
         else:
             with ThreadPoolExecutor(max_workers=min(STAGE_THREADS, len(writes)), thread_name_prefix="stage") as pool:
-                futures = [(index, item, pool.submit(self._stage_item, item, unnamed)) for index, item in writes]
+                futures = [
+                    (index, item, pool.submit(self._stage_item, item, unnamed, fsync_each)) for index, item in writes
+                ]
                 for index, item, future in futures:
                     try:
                         keep(index, future.result())
@@ -434,6 +447,8 @@ class PersistenceService:
             if not isinstance(error, OSError):
                 raise error
             raise PersistenceError(f"cannot store {failed.describe()}: {error.strerror or error}") from None
+        if whole:
+            sync_file_system(self.tickets_dir)
         return files
 
     def _commit_writes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
@@ -111,3 +112,54 @@ def test_a_large_batch_stages_named_files_to_bound_open_descriptors(
     store.upsert_many([(resource("x", ticket_id=f"B-{n}"), None) for n in range(3)])  # 6 files: named
     assert sum(name.endswith(".tmp") for name in fsynced) == 6
     assert store.count() == 5
+
+
+def test_a_large_batch_is_made_durable_by_one_sync_of_the_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not staging.can_sync_file_system():
+        pytest.skip("no syncfs(2) that reports write-back errors here")
+    store = PersistenceService(tmp_path / "data")
+    real_syncfs, real_fsync = staging._syncfs, os.fsync
+    assert real_syncfs is not None
+    synced: list[str] = []
+
+    def recording_syncfs(fd: int) -> int:
+        synced.append("file system")
+        return real_syncfs(fd)
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(staging, "_syncfs", recording_syncfs)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    count = staging.SYNC_FILE_SYSTEM_MIN_FILES // 2  # two files a ticket
+    store.upsert_many([(resource("x", ticket_id=f"A-{n}"), None) for n in range(count)])
+    # Written, then one sync of the file system (before any is published), then the directory's new names.
+    assert synced == ["file system", str(store.tickets_dir)]
+    synced.clear()
+    store.upsert_many([(resource("y", ticket_id=f"A-{n}"), None) for n in range(count - 1)])  # a smaller batch
+    assert "file system" not in synced and len(synced) == 2 * (count - 1) + 1
+
+
+def test_a_failed_sync_of_the_file_system_stores_nothing_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """syncfs(2) reports a write-back error (EIO) as -1: the batch fails whole, as a failed fsync would."""
+    if not staging.can_sync_file_system():
+        pytest.skip("no syncfs(2) that reports write-back errors here")
+    store = PersistenceService(tmp_path / "data")
+    store.upsert(resource("v1", ticket_id="A-0"))
+
+    def failing(fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(staging, "_syncfs", failing)
+    count = staging.SYNC_FILE_SYSTEM_MIN_FILES // 2
+    with pytest.raises(persistence.PersistenceError, match="Input/output error"):
+        store.upsert_many([(resource("v2", ticket_id=f"A-{n}"), None) for n in range(count)])
+    assert store.count() == 1 and store.get("jira", "A-0").content == "v1"
+    assert [path.name for path in store.tickets_dir.iterdir() if path.name.endswith(".tmp")] == []
+    assert held_unnamed(os.getpid(), store.tickets_dir) == 0
