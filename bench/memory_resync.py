@@ -84,46 +84,51 @@ class PeakSampler:
         self.peak = max(self.peak, rss())
 
 
-def child(count: int, top: int) -> dict[str, float]:
-    """Runs in a fresh interpreter: one full resync of `count` new tickets, then an unchanged one."""
+def child(count: int, top: int, scratch: str) -> dict[str, float]:
+    """Runs in a fresh interpreter: one full resync of `count` new tickets, then an unchanged one.
+
+    Its data directory is left in `scratch` for the parent to remove after the last measurement: on a
+    file system that scans recently freed inodes when it allocates one (ext4 without a journal, as on
+    this bench's machines), deleting thousands of files would slow the next measurement's creates.
+    """
     gc.collect()
     bare = rss()
     integration = upstream(count)
     gc.collect()
     upstream_bytes = rss() - bare
-    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        persistence = PersistenceService(Path(tmp))
-        resync_system(upstream(1), PersistenceService(Path(tmp) / "warm"), full=True)  # imports, first-use caches
-        gc.collect()
-        snapshots: list[tracemalloc.Snapshot] = []
-        if top:  # look at what is alive when the listing has ended, before the stored ids are read
-            finish = resync_module.finish_plan
+    tmp = tempfile.mkdtemp(prefix=f"resync-{count}-", dir=scratch)  # outlives this process (see above)
+    persistence = PersistenceService(Path(tmp))
+    resync_system(upstream(1), PersistenceService(Path(tmp) / "warm"), full=True)  # imports, first-use caches
+    gc.collect()
+    snapshots: list[tracemalloc.Snapshot] = []
+    if top:  # look at what is alive when the listing has ended, before the stored ids are read
+        finish = resync_module.finish_plan
 
-            def finish_plan(*args: Any, **kwargs: Any) -> None:
-                snapshots.append(tracemalloc.take_snapshot())
-                finish(*args, **kwargs)
+        def finish_plan(*args: Any, **kwargs: Any) -> None:
+            snapshots.append(tracemalloc.take_snapshot())
+            finish(*args, **kwargs)
 
-            resync_module.finish_plan = finish_plan  # type: ignore[assignment]
-            tracemalloc.start(8)
-        before = rss()
-        started = time.perf_counter()
-        with PeakSampler() as sampler:
-            summary = resync_system(integration, persistence, full=True)
-        first = time.perf_counter() - started
-        if top:
-            peak = tracemalloc.get_traced_memory()[1]
-            print(f"tracemalloc peak {peak / 2**20:.1f} MiB; largest live allocations when the listing ended:")
-            for stat in snapshots[0].statistics("traceback")[:top]:
-                print(f"  {stat.size / 2**20:7.2f} MiB {stat.count:7d} blocks")
-                for line in stat.traceback.format(limit=4):
-                    print("     ", line)
-            tracemalloc.stop()
-        assert summary.ok and summary.written == count, summary
-        started = time.perf_counter()
-        again = resync_system(integration, persistence, full=True)
-        unchanged = time.perf_counter() - started
-        assert again.ok and again.unchanged == count, again
-        persistence.close()
+        resync_module.finish_plan = finish_plan  # type: ignore[assignment]
+        tracemalloc.start(8)
+    before = rss()
+    started = time.perf_counter()
+    with PeakSampler() as sampler:
+        summary = resync_system(integration, persistence, full=True)
+    first = time.perf_counter() - started
+    if top:
+        peak = tracemalloc.get_traced_memory()[1]
+        print(f"tracemalloc peak {peak / 2**20:.1f} MiB; largest live allocations when the listing ended:")
+        for stat in snapshots[0].statistics("traceback")[:top]:
+            print(f"  {stat.size / 2**20:7.2f} MiB {stat.count:7d} blocks")
+            for line in stat.traceback.format(limit=4):
+                print("     ", line)
+        tracemalloc.stop()
+    assert summary.ok and summary.written == count, summary
+    started = time.perf_counter()
+    again = resync_system(integration, persistence, full=True)
+    unchanged = time.perf_counter() - started
+    assert again.ok and again.unchanged == count, again
+    persistence.close()
     return {
         "first": first,
         "unchanged": unchanged,
@@ -132,9 +137,9 @@ def child(count: int, top: int) -> dict[str, float]:
     }
 
 
-def measure(count: int, top: int = 0) -> dict[str, float]:
+def measure(count: int, scratch: str, top: int = 0) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.memory_resync", "--child", str(count), "--top", str(top)],
+        [sys.executable, "-m", "bench.memory_resync", "--child", str(count), "--top", str(top), "--scratch", scratch],
         capture_output=not top,
         text=True,
         check=True,
@@ -146,15 +151,16 @@ def measure(count: int, top: int = 0) -> dict[str, float]:
 
 def compare(small: int, large: int, rounds: int, *, say: Any = print) -> list[Row]:
     results: dict[int, list[dict[str, float]]] = {small: [], large: []}
-    for n in range(rounds):
-        for count in (small, large) if n % 2 == 0 else (large, small):
-            result = measure(count)
-            results[count].append(result)
-            say(
-                f"{count} tickets: {1000 * result['first'] / count:.2f} ms per new ticket, "
-                f"{1000 * result['unchanged'] / count:.2f} ms per unchanged ticket, "
-                f"peak {result['peak'] / 2**20:.1f} MiB net of the upstream (the resync added {result['growth'] / 2**20:.1f} MiB)"
-            )
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
+        for n in range(rounds):
+            for count in (small, large) if n % 2 == 0 else (large, small):
+                result = measure(count, scratch)
+                results[count].append(result)
+                say(
+                    f"{count} tickets: {1000 * result['first'] / count:.2f} ms per new ticket, "
+                    f"{1000 * result['unchanged'] / count:.2f} ms per unchanged ticket, peak "
+                    f"{result['peak'] / 2**20:.1f} MiB net of the upstream (the resync added {result['growth'] / 2**20:.1f} MiB)"
+                )
 
     def best(count: int, key: str) -> float:
         return min(result[key] for result in results[count])
@@ -199,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--top", type=int, default=0, help="show the N largest allocations of the large run")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.top)))
+        print(json.dumps(child(args.child, args.top, args.scratch or tempfile.mkdtemp(prefix="bench-memory-"))))
         return 0
     if args.top:
-        measure(args.large, args.top)
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
+            measure(args.large, scratch, args.top)
         return 0
     print(format_table(compare(args.small, args.large, args.rounds)))
     return 0

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from data_manager.collectors import persistence as persistence_module
+from data_manager.collectors import staging
 from data_manager.collectors.persistence import PersistenceService, UpsertOutcome, canonical_metadata
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.contract.support import newest_minutes, race_rounds
+from tests.persistence.crash_points import STAGING_KINDS, die_after_publishes, held_unnamed, use_staging
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 HASH = "jira_PROJ-7"
@@ -49,20 +51,8 @@ def temp_files(store: PersistenceService) -> list[str]:
 
 
 def _upsert_and_die_after_renames(data_path: Path, renames: int, content: str, minutes: int) -> None:
-    """Child: upsert, and SIGKILL itself after `renames` renames of the write (0: before the first)."""
-    real_replace = os.replace
-    done = 0
-
-    def replace(src: str, dst: str | Path) -> None:
-        nonlocal done
-        if renames == 0:
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_replace(src, dst)
-        done += 1
-        if done == renames:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    os.replace = replace  # type: ignore[assignment]  # only in this child process
+    """Child: upsert, and SIGKILL itself after `renames` of the write's files were published (0: before the first)."""
+    die_after_publishes(renames)
     PersistenceService(data_path).upsert(resource(content, minutes))
     os._exit(3)  # the write finished, so the kill came too late: the test fails on this exit code
 
@@ -76,9 +66,15 @@ def run_killed(data_path: Path, renames: int, content: str, minutes: int) -> Non
     assert process.exitcode == -signal.SIGKILL
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> PersistenceService:
-    return PersistenceService(tmp_path / "data")
+@pytest.fixture(params=STAGING_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PersistenceService:
+    service = PersistenceService(tmp_path / "data")
+    use_staging(request.param, service.tickets_dir, monkeypatch)
+    return service
+
+
+def named(store: PersistenceService) -> bool:
+    return not staging.supports_unnamed(store.tickets_dir)
 
 
 def test_kill_between_the_renames_and_the_commit_leaves_files_ahead_and_reconcilable(
@@ -103,7 +99,8 @@ def test_kill_between_the_two_renames_is_reconciled_and_healed_by_the_next_write
     run_killed(store.data_path, 1, "v2", 5)
     stored = store.get("jira", "PROJ-7")
     assert stored.content == "v2" and stored.metadata["extra"]["rev"] == "v1"  # content first, then metadata
-    assert len(temp_files(store)) == 1  # the unrenamed metadata temp: an orphan for start-up cleanup
+    # The unpublished metadata: a named temp file is an orphan for start-up cleanup, an unnamed one died with it.
+    assert len(temp_files(store)) == (1 if named(store) else 0)
     assert store.reconcile(HASH) is True
     assert_catalog_agrees_with_files(store)
     # The metadata still says v1, so the catalog claims no newer version than is wholly on disk...
@@ -154,7 +151,8 @@ def test_an_older_snapshot_staged_before_a_newer_commit_is_refused_at_commit(sto
     process.start()
     try:
         assert staged.wait(30)
-        assert len(temp_files(store)) == 2  # both files written and fsynced before any lock
+        # Both files written and fsynced before any lock: named temp files, or unnamed inodes the child holds.
+        assert len(temp_files(store)) + held_unnamed(process.pid, store.tickets_dir) == 2
         assert store.upsert(resource("newer", 6)) is UpsertOutcome.WRITTEN
     finally:
         go.set()

@@ -19,6 +19,7 @@ from data_manager.collectors.housekeeping import startup_check
 from data_manager.collectors.persistence import PersistenceError, PersistenceService, UpsertOutcome
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.contract.support import newest_minutes, race_rounds
+from tests.persistence.crash_points import STAGING_KINDS, die_after_publishes, use_staging
 from tests.persistence.test_persistence_crashes import assert_catalog_agrees_with_files, temp_files
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -35,9 +36,11 @@ def item(ticket_id: str, content: str, minutes: int = 0) -> tuple[TicketResource
     return resource(ticket_id, content, minutes), T0 + timedelta(minutes=minutes)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> PersistenceService:
-    return PersistenceService(tmp_path / "data")
+@pytest.fixture(params=STAGING_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PersistenceService:
+    service = PersistenceService(tmp_path / "data")
+    use_staging(request.param, service.tickets_dir, monkeypatch)
+    return service
 
 
 def test_a_batch_writes_only_what_changed_and_keeps_newer_copies(store: PersistenceService) -> None:
@@ -92,7 +95,8 @@ def test_every_file_is_fsynced_and_the_directory_once_per_batch(
     directory = str(store.tickets_dir)
     assert synced.count(directory) == 1
     files = [name for name in synced if name != directory]
-    assert len(files) == 20 and all(Path(name).name.endswith(".tmp") for name in files)  # staged, then renamed
+    # Staged, then published: named temp files, or unnamed inodes ("<dir>/#<inode> (deleted)").
+    assert len(files) == 20 and all(Path(name).name.endswith((".tmp", " (deleted)")) for name in files)
     synced.clear()
     store.upsert_many([item(f"A-{n}", "x") for n in range(10)])  # all unchanged: nothing is written
     assert synced == []
@@ -128,18 +132,8 @@ def headed(n: int) -> tuple[TicketResource, datetime]:
 
 
 def _batch_and_die_after_renames(data_path: Path, renames: int) -> None:
-    """Child: upsert a batch of BATCH new tickets, and SIGKILL itself after `renames` renames (0: before any)."""
-    real_replace = os.replace
-    done = 0
-
-    def replace(src: str, dst: str | Path) -> None:
-        nonlocal done
-        if done == renames:
-            os.kill(os.getpid(), signal.SIGKILL)
-        real_replace(src, dst)
-        done += 1
-
-    os.replace = replace  # type: ignore[assignment]  # only in this child process
+    """Child: upsert a batch of BATCH new tickets, and SIGKILL itself after `renames` files were published (0: before any)."""
+    die_after_publishes(renames)
     PersistenceService(data_path).upsert_many([headed(n) for n in range(BATCH)])
     os._exit(3)  # the batch finished, so the kill came too late: the test fails on this exit code
 

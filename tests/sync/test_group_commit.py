@@ -18,6 +18,7 @@ from data_manager.collectors.tickets.group_commit import GroupCommitter
 from data_manager.collectors.tickets.integrations.memory import InMemoryTickets
 from data_manager.collectors.tickets.memory_backend import InMemoryBackend
 from data_manager.collectors.tickets.resync import InlineDispatcher, resync_system
+from tests.persistence.crash_points import die_after_publishes
 from tests.persistence.test_persistence_crashes import assert_catalog_agrees_with_files, temp_files
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -150,17 +151,7 @@ def test_a_resync_killed_mid_batch_keeps_its_cursor_and_the_next_one_completes(t
     integration = InMemoryTickets(backend)
 
     def child() -> None:
-        real_replace = os.replace
-        done = 0
-
-        def replace(src: str, dst: str | Path) -> None:
-            nonlocal done
-            if done == 101:  # inside the second batch's transaction (the first holds 100 tickets, 200 files)
-                os.kill(os.getpid(), signal.SIGKILL)
-            real_replace(src, dst)
-            done += 1
-
-        os.replace = replace  # type: ignore[assignment]  # only in this child process
+        die_after_publishes(101)  # inside the second batch's transaction (the first holds 100 tickets, 200 files)
         resync_system(integration, PersistenceService(store.data_path), concurrency=1)
         os._exit(3)
 
