@@ -33,6 +33,7 @@ from data_manager.collectors.changes import Change, ChangeKind
 from data_manager.collectors.metadata_form import canonical_metadata as canonical_metadata
 from data_manager.collectors.metadata_form import metadata_digest_of as metadata_digest_of
 from data_manager.collectors.metadata_form import parse_metadata as _parse_metadata  # noqa: F401
+from data_manager.collectors.metadata_yaml import render_yaml
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.staging import (
     SYNC_FILE_SYSTEM_MIN_FILES,
@@ -140,19 +141,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-# libyaml's emitter: 10x cheaper than the pure-Python one (which cost ~0.9 ms a ticket); the same YAML, except
-# that characters outside the Basic Multilingual Plane (emoji) are written escaped ("\U0001F642"). Both read back
-# the same, and the catalog's digests are of the parsed form, so a ticket stored before is not rewritten for it.
-_YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
 def render_metadata(metadata: ResourceMetadata | None) -> str:
     """The metadata file's text ("" when none)."""
     if metadata is None:
         return ""
-    return yaml.dump(
-        metadata.as_dict(), Dumper=_YAML_DUMPER, sort_keys=True, allow_unicode=True, default_flow_style=False
-    )
+    return render_yaml(metadata.as_dict())
 
 
 def metadata_yaml(resource: BaseResource) -> str:
