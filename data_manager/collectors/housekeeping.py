@@ -8,7 +8,8 @@ power loss) can leave:
 - files a removal or restore moved before its commit was rolled back, or a committed purge had not yet
   unlinked (`trash_repair`, which runs first, so a ticket whose removal never committed has its files
   back before rows are checked);
-- a row whose file is gone (a file deleted by hand: a removal moves files to the trash).
+- a row whose file is gone (deleted by hand, an incomplete backup restored, a disk problem: a removal moves
+  files to the trash). The row goes and the ticket is reported in `files_lost`: the worker fetches it again.
 
 `remove_orphaned_temp_files` removes temp files older than a few minutes (a live writer's temp file
 is seconds old); `reconcile` makes the catalog describe the files again. Both run when a worker
@@ -24,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from data_manager.collectors.adoption import Adoption, adopt
 from data_manager.collectors.catalog import record_change
@@ -39,11 +41,19 @@ CONTENT_SUFFIX = ".txt"
 RENAME_CLOCK_SLACK_SECONDS = 1.0  # see `_renamed_since`
 
 
+class LostTicket(NamedTuple):
+    """A ticket whose catalog row outlived its files: the data layer reports it, the worker fetches it again."""
+
+    system: str  # the instance name, as the catalog keeps it
+    ticket_id: str
+
+
 @dataclass
 class ReconcileReport:
     rows_added: list[str] = field(default_factory=list)  # file without row: the row is rebuilt from the file
     rows_updated: list[str] = field(default_factory=list)  # digest mismatch: the row follows the file
-    rows_removed: list[str] = field(default_factory=list)  # row without file: an interrupted delete
+    rows_removed: list[str] = field(default_factory=list)  # row without file: the files were lost
+    files_lost: list[LostTicket] = field(default_factory=list)  # the same rows' tickets, to be fetched again
     unknown_files: list[str] = field(default_factory=list)  # a file that does not say which ticket it is
     claimed_files: list[str] = field(default_factory=list)  # names a ticket the catalog keeps under another hash
     trash: TrashRepair = field(default_factory=TrashRepair)  # killed removals, restores and purges, settled
@@ -90,7 +100,8 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
     after its row was written) is adopted by `adoption.adopt`, the rule `PersistenceService.reconcile`
     applies to one hash. The trash is repaired first (`trash_repair`): a delete killed before its commit
     gets its files back, so its row is not taken for one without files. A row whose content file is
-    still gone goes, with a change-feed entry.
+    still gone goes, with a REMOVED change-feed entry (the feed says what the store holds; the re-fetch the
+    worker submits records WRITTEN if the ticket still exists), and its ticket is listed in `files_lost`.
     """
     report = ReconcileReport()
     directory = persistence.tickets_dir
@@ -111,6 +122,7 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
                 conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
                 record_change(conn, row["source"], row["ticket_id"], hash_, ChangeKind.REMOVED)
                 report.rows_removed.append(hash_)
+                report.files_lost.append(LostTicket(row["source"], row["ticket_id"]))
         for hash_ in files:
             paths = (persistence.content_path(hash_), persistence.metadata_path(hash_))
             if hash_ in rows and not _renamed_since(paths, rows[hash_]["written_at"]):
@@ -132,12 +144,13 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
         )
     if report.changed or report.unknown_files or report.claimed_files:
         log.warning(
-            "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed; unknown files: %s; "
-            "files naming a ticket stored under another name: %s",
+            "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed (files lost: %s); "
+            "unknown files: %s; files naming a ticket stored under another name: %s",
             directory,
             len(report.rows_added),
             len(report.rows_updated),
             len(report.rows_removed),
+            ", ".join(f"{lost.system}:{lost.ticket_id}" for lost in report.files_lost[:5]) or "none",
             ", ".join(report.unknown_files[:5]) or "none",
             ", ".join(report.claimed_files[:5]) or "none",
         )
@@ -165,6 +178,9 @@ def _renamed_since(paths: tuple[Path, ...], written_at: str) -> bool:
 
 
 def startup_check(persistence: PersistenceService, older_than: float = ORPHAN_AGE_SECONDS) -> ReconcileReport:
-    """What a worker runs when it starts: sweep old temp files, then reconcile the catalog."""
+    """What a worker runs when it starts: sweep old temp files, then reconcile the catalog.
+
+    The report's `files_lost` are tickets the store no longer holds: the caller must have them fetched again.
+    """
     remove_orphaned_temp_files(persistence.tickets_dir, older_than)
     return reconcile(persistence)

@@ -57,6 +57,7 @@ def test_reconcile_makes_the_catalog_describe_the_files(tmp_path: Path) -> None:
         ["memory_T9"],
         ["memory_T3"],
     )
+    assert report.files_lost == [("memory", "T3")]  # for the worker to fetch again
     assert report.unknown_files == ["memory_T8.txt"]
     entries = {e.hash: e for e in persistence.list_entries()}
     assert set(entries) == {"memory_T1", "memory_T2", "memory_T9"}
