@@ -8,7 +8,8 @@ Around RQ's own worker it adds: the runtime built once before forking, a lease p
 prompt recovery of jobs a dead worker left behind or a dead worker took and never started (at start
 and every few seconds), retries for jobs whose work horse died, a supervised scheduler that ends with
 the worker (`workers.scheduler`), a fresh RQ worker when RQ's quits on a Redis error, the periodic
-resync's scheduling, and the data directory's crash leftovers cleaned up (at start and every few minutes).
+resync's scheduling, the data directory's crash leftovers cleaned up (at start and every few minutes), and the
+tickets whose files were found lost at start fetched again (`workers.refetch`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.worker import BaseWorker
 
-from data_manager.collectors.housekeeping import remove_orphaned_temp_files, startup_check
+from data_manager.collectors.housekeeping import LostTicket, remove_orphaned_temp_files, startup_check
 from data_manager.collectors.persistence import PersistenceService
 from service.logs import log_event
 from service.runtime import Runtime
@@ -32,6 +33,7 @@ from workers.horse import horse_worker_class
 from workers.jobs import job_class_for
 from workers.periodic import ensure_all_scheduled, housekeeping
 from workers.recovery import Lease, recover_abandoned, recover_lost_in_transit
+from workers.refetch import refetch_lost
 
 log = logging.getLogger("tickets.worker")
 DEFAULT_BATCH = 20  # sync jobs of one batch-fetching system a horse thread takes together (`workers.batch`)
@@ -96,14 +98,15 @@ def run_worker(
     # The embedded store's crash leftovers: old temp files, catalog rows out of step with files. (PostgreSQL
     # writes in one transaction: a crash leaves nothing to repair.)
     tickets_dir = store.tickets_dir if isinstance(store, PersistenceService) else None
-    if isinstance(store, PersistenceService):
-        startup_check(store)
+    lost: list[LostTicket] = startup_check(store).files_lost if isinstance(store, PersistenceService) else []
     last_sweep = time.monotonic()
     worker = build_worker(runtime, queues, name=name, mode=mode, concurrency=concurrency, batch=batch)
     settings, names = runtime.settings, runtime.names
 
     maintenance = runtime.connect()
     coalescer = runtime.coalescer_on(maintenance)
+    # Their rows are gone: fetched again through the coalescer, like a webhook's event, before any job runs.
+    refetch_lost(coalescer, runtime.manager.systems, lost, lambda: _wait_for_redis(maintenance))
 
     def tick() -> None:
         recovered = recover_abandoned(maintenance, names, coalescer)
