@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from data_manager.collectors import staging
+from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.staging import StagedFile
 
 STAGING_KINDS = ["unnamed", "named"]
@@ -28,6 +29,16 @@ def use_staging(kind: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setattr(staging, "supports_unnamed", lambda directory: False)
     elif not staging.supports_unnamed(directory):
         pytest.skip(f"{directory}'s file system makes no unnamed inodes (O_TMPFILE)")
+
+
+@pytest.fixture(params=STAGING_KINDS, name="store")
+def store_staged_either_way(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> PersistenceService:
+    """`store`: a data directory written with each way of staging in turn (import it into a test module)."""
+    service = PersistenceService(tmp_path / "data")
+    use_staging(request.param, service.tickets_dir, monkeypatch)
+    return service
 
 
 def held_unnamed(pid: int, directory: Path) -> int:

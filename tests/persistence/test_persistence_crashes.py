@@ -14,14 +14,16 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from data_manager.collectors import persistence as persistence_module
 from data_manager.collectors import staging
 from data_manager.collectors.persistence import PersistenceService, UpsertOutcome, canonical_metadata
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.contract.support import newest_minutes, race_rounds
-from tests.persistence.crash_points import STAGING_KINDS, die_after_publishes, held_unnamed, use_staging
+from tests.persistence.crash_points import (  # noqa: F401 (`store`)
+    die_after_publishes,
+    held_unnamed,
+    store_staged_either_way,
+)
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 HASH = "jira_PROJ-7"
@@ -64,13 +66,6 @@ def run_killed(data_path: Path, renames: int, content: str, minutes: int) -> Non
     process.start()
     process.join(60)
     assert process.exitcode == -signal.SIGKILL
-
-
-@pytest.fixture(params=STAGING_KINDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PersistenceService:
-    service = PersistenceService(tmp_path / "data")
-    use_staging(request.param, service.tickets_dir, monkeypatch)
-    return service
 
 
 def named(store: PersistenceService) -> bool:

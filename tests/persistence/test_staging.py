@@ -15,6 +15,7 @@ from data_manager.collectors.persistence import PersistenceService
 from data_manager.collectors.staging import stage_files
 from tests.persistence.contract.support import resource
 from tests.persistence.crash_points import STAGING_KINDS, held_unnamed, use_staging
+from tests.persistence.durability import FILE_SYSTEM, record_syncs
 
 
 @pytest.fixture(params=STAGING_KINDS)
@@ -98,14 +99,7 @@ def test_a_large_batch_stages_named_files_to_bound_open_descriptors(
     if not staging.supports_unnamed(store.tickets_dir):
         pytest.skip("this file system makes no unnamed inodes")
     monkeypatch.setattr(persistence, "UNNAMED_FILES_LIMIT", 4)
-    fsynced: list[str] = []
-    real_fsync = os.fsync
-
-    def recording(fd: int) -> None:
-        fsynced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", recording)
+    fsynced = record_syncs(monkeypatch)
     store.upsert_many([(resource("x", ticket_id=f"A-{n}"), None) for n in range(2)])  # 4 files: unnamed
     assert sum(name.endswith(" (deleted)") for name in fsynced) == 4
     fsynced.clear()
@@ -120,27 +114,14 @@ def test_a_large_batch_is_made_durable_by_one_sync_of_the_file_system(
     if not staging.can_sync_file_system():
         pytest.skip("no syncfs(2) that reports write-back errors here")
     store = PersistenceService(tmp_path / "data")
-    real_syncfs, real_fsync = staging._syncfs, os.fsync
-    assert real_syncfs is not None
-    synced: list[str] = []
-
-    def recording_syncfs(fd: int) -> int:
-        synced.append("file system")
-        return real_syncfs(fd)
-
-    def recording_fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(staging, "_syncfs", recording_syncfs)
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    synced = record_syncs(monkeypatch)
     count = staging.SYNC_FILE_SYSTEM_MIN_FILES // 2  # two files a ticket
     store.upsert_many([(resource("x", ticket_id=f"A-{n}"), None) for n in range(count)])
     # Written, then one sync of the file system (before any is published), then the directory's new names.
-    assert synced == ["file system", str(store.tickets_dir)]
+    assert synced == [FILE_SYSTEM, str(store.tickets_dir)]
     synced.clear()
     store.upsert_many([(resource("y", ticket_id=f"A-{n}"), None) for n in range(count - 1)])  # a smaller batch
-    assert "file system" not in synced and len(synced) == 2 * (count - 1) + 1
+    assert FILE_SYSTEM not in synced and len(synced) == 2 * (count - 1) + 1
 
 
 def test_a_failed_sync_of_the_file_system_stores_nothing_and_leaves_nothing(

@@ -19,7 +19,8 @@ from data_manager.collectors.housekeeping import startup_check
 from data_manager.collectors.persistence import PersistenceError, PersistenceService, UpsertOutcome
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.contract.support import newest_minutes, race_rounds
-from tests.persistence.crash_points import STAGING_KINDS, die_after_publishes, use_staging
+from tests.persistence.crash_points import die_after_publishes, store_staged_either_way  # noqa: F401 (`store`)
+from tests.persistence.durability import record_syncs
 from tests.persistence.test_persistence_crashes import assert_catalog_agrees_with_files, temp_files
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -34,13 +35,6 @@ def resource(ticket_id: str, content: str, minutes: int = 0) -> TicketResource:
 
 def item(ticket_id: str, content: str, minutes: int = 0) -> tuple[TicketResource, datetime]:
     return resource(ticket_id, content, minutes), T0 + timedelta(minutes=minutes)
-
-
-@pytest.fixture(params=STAGING_KINDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PersistenceService:
-    service = PersistenceService(tmp_path / "data")
-    use_staging(request.param, service.tickets_dir, monkeypatch)
-    return service
 
 
 def test_a_batch_writes_only_what_changed_and_keeps_newer_copies(store: PersistenceService) -> None:
@@ -83,14 +77,7 @@ def test_a_collision_refuses_the_whole_batch_before_anything_is_stored(store: Pe
 def test_every_file_is_fsynced_and_the_directory_once_per_batch(
     store: PersistenceService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def counting(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", counting)
+    synced = record_syncs(monkeypatch)
     store.upsert_many([item(f"A-{n}", "x") for n in range(10)])
     directory = str(store.tickets_dir)
     assert synced.count(directory) == 1
