@@ -458,12 +458,13 @@ class PersistenceService:
             rows: dict[str, Any] = {}  # what this batch has decided so far, per hash
             publish: list[tuple[int, _Prepared]] = []
             for index, item in writes:
+                staged = item.hash in rows
                 row = (
                     rows[item.hash]
-                    if item.hash in rows
+                    if staged
                     else (conn.execute("SELECT * FROM tickets WHERE hash = ?", (item.hash,)).fetchone())
                 )
-                settled = self._settled(item.hash, row, item.snapshot)
+                settled = self._settled(item.hash, row, item.snapshot, staged=staged)
                 if settled is not None:
                     outcomes[index] = settled
                     continue
@@ -491,11 +492,13 @@ class PersistenceService:
             if publish and sync_directory and self.fsync:
                 os.fsync(directory_fd)  # the batch's new names, durable with one fsync of the directory
 
-    def _settled(self, hash_: str, row: Any, snapshot: _Snapshot) -> UpsertOutcome | None:
+    def _settled(self, hash_: str, row: Any, snapshot: _Snapshot, *, staged: bool = False) -> UpsertOutcome | None:
         """STALE or UNCHANGED when nothing needs writing, None when the snapshot must be written.
 
         Safe on a row read without the lock: a stored version only ever moves forward, so a snapshot
-        stale against an older read is stale now; the write transaction checks again anyway.
+        stale against an older read is stale now; the write transaction checks again anyway. A catalog row
+        whose content file is gone (lost files, `housekeeping.drop_lost`) settles nothing: the snapshot is
+        written. `staged`: the row is one this batch is about to publish, its files not yet in place.
         """
         if row is None:
             return None
@@ -504,6 +507,8 @@ class PersistenceService:
                 f"resource {snapshot.source}:{snapshot.ticket_id} maps to {self.content_path(hash_)}, which already "
                 f"holds {row['source']}:{row['ticket_id']}; refusing to overwrite"
             )
+        if not staged and not self.content_path(hash_).exists():
+            return None
         if (
             snapshot.updated_ts is not None
             and row["updated_ts"] is not None
