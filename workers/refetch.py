@@ -1,10 +1,11 @@
 """Tickets whose files the start-up check found gone are fetched again, as a webhook's event would have them.
 
 Nothing accepted is ever lost: files deleted by hand, an incomplete backup restored or a disk problem leave
-catalog rows without files, which `housekeeping.reconcile` drops and reports in `files_lost`. Each is submitted
+catalog rows without files, which `housekeeping.reconcile` reports in `files_lost`. Each is submitted
 through the coalescer, so the ordinary job decides: stored again if it exists upstream, removed through the
 proven-credentials path if it is gone. They go on the bulk queue: a partial restore can lose thousands, and
-webhooks must not wait behind them (a webhook for one of them promotes its job to the live queue).
+webhooks must not wait behind them (a webhook for one of them promotes its job to the live queue). The worker
+drops their rows (`housekeeping.drop_lost`) only once this returns: a kill before leaves them to the next start.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def refetch_lost(
     """Submit a sync for each lost ticket of a `configured` system; returns those submitted.
 
     A ticket of a system no longer configured is logged and left: no job could fetch it. Redis being away
-    only delays the submissions (`wait_for_redis`): the rows are gone, so a skipped ticket would stay lost.
+    only delays the submissions (`wait_for_redis`): the rows are dropped next, so a skipped ticket would stay lost.
     """
     submitted = []
     for ticket in lost:

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.worker import BaseWorker
 
-from data_manager.collectors.housekeeping import LostTicket, remove_orphaned_temp_files, startup_check
+from data_manager.collectors.housekeeping import LostTicket, drop_lost, remove_orphaned_temp_files, startup_check
 from data_manager.collectors.persistence import PersistenceService
 from service.logs import log_event
 from service.runtime import Runtime
@@ -105,8 +105,11 @@ def run_worker(
 
     maintenance = runtime.connect()
     coalescer = runtime.coalescer_on(maintenance)
-    # Their rows are gone: fetched again through the coalescer, like a webhook's event, before any job runs.
+    # Fetched again through the coalescer, like a webhook's event, before any job runs; only then do their rows
+    # go. A kill while submitting (e.g. waiting for Redis) leaves the rows, so the next start submits again.
     refetch_lost(coalescer, runtime.manager.systems, lost, lambda: _wait_for_redis(maintenance))
+    if lost and isinstance(store, PersistenceService):
+        drop_lost(store, lost)
 
     def tick() -> None:
         recovered = recover_abandoned(maintenance, names, coalescer)

@@ -9,10 +9,11 @@ power loss) can leave:
   unlinked (`trash_repair`, which runs first, so a ticket whose removal never committed has its files
   back before rows are checked);
 - a row whose file is gone (deleted by hand, an incomplete backup restored, a disk problem: a removal moves
-  files to the trash). The row goes and the ticket is reported in `files_lost`: the worker fetches it again.
+  files to the trash). The ticket is reported in `files_lost` and its row kept: the worker submits a re-fetch,
+  then drops the row (`drop_lost`). A kill in between leaves the row, so the next start finds it again.
 
 `remove_orphaned_temp_files` removes temp files older than a few minutes (a live writer's temp file
-is seconds old); `reconcile` makes the catalog describe the files again. Both run when a worker
+is seconds old); `reconcile` makes the catalog describe the files again (but for lost files). Both run when a worker
 starts; the temp sweep also runs from the worker's housekeeping. Nothing here removes a ticket's
 file but what a committed purge removed already: a file the catalog does not know and that does not say
 which ticket it is stays, and is reported.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,15 +54,14 @@ class LostTicket(NamedTuple):
 class ReconcileReport:
     rows_added: list[str] = field(default_factory=list)  # file without row: the row is rebuilt from the file
     rows_updated: list[str] = field(default_factory=list)  # digest mismatch: the row follows the file
-    rows_removed: list[str] = field(default_factory=list)  # row without file: the files were lost
-    files_lost: list[LostTicket] = field(default_factory=list)  # the same rows' tickets, to be fetched again
+    files_lost: list[LostTicket] = field(default_factory=list)  # row without file: kept until `drop_lost`
     unknown_files: list[str] = field(default_factory=list)  # a file that does not say which ticket it is
     claimed_files: list[str] = field(default_factory=list)  # names a ticket the catalog keeps under another hash
     trash: TrashRepair = field(default_factory=TrashRepair)  # killed removals, restores and purges, settled
 
     @property
     def changed(self) -> int:
-        return len(self.rows_added) + len(self.rows_updated) + len(self.rows_removed) + self.trash.changed
+        return len(self.rows_added) + len(self.rows_updated) + self.trash.changed
 
     def record(self, hash_: str, outcome: Adoption) -> None:
         if outcome is Adoption.ADDED:
@@ -100,8 +101,8 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
     after its row was written) is adopted by `adoption.adopt`, the rule `PersistenceService.reconcile`
     applies to one hash. The trash is repaired first (`trash_repair`): a delete killed before its commit
     gets its files back, so its row is not taken for one without files. A row whose content file is
-    still gone goes, with a REMOVED change-feed entry (the feed says what the store holds; the re-fetch the
-    worker submits records WRITTEN if the ticket still exists), and its ticket is listed in `files_lost`.
+    still gone is listed in `files_lost` and kept: dropping it before a re-fetch is submitted would lose the
+    ticket if the process died in between (`drop_lost` drops it once the caller has submitted one).
     """
     report = ReconcileReport()
     directory = persistence.tickets_dir
@@ -119,9 +120,6 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
         on_disk = set(files)
         for hash_, row in sorted(rows.items()):
             if hash_ not in on_disk:
-                conn.execute("DELETE FROM tickets WHERE hash = ?", (hash_,))
-                record_change(conn, row["source"], row["ticket_id"], hash_, ChangeKind.REMOVED)
-                report.rows_removed.append(hash_)
                 report.files_lost.append(LostTicket(row["source"], row["ticket_id"]))
         for hash_ in files:
             paths = (persistence.content_path(hash_), persistence.metadata_path(hash_))
@@ -142,14 +140,14 @@ def reconcile(persistence: PersistenceService) -> ReconcileReport:
             ", ".join(report.trash.restores_undone) or "none",
             ", ".join(report.trash.purges_finished) or "none",
         )
-    if report.changed or report.unknown_files or report.claimed_files:
+    if report.changed or report.files_lost or report.unknown_files or report.claimed_files:
         log.warning(
-            "catalog reconciled with the files in %s: %d row(s) added, %d updated, %d removed (files lost: %s); "
-            "unknown files: %s; files naming a ticket stored under another name: %s",
+            "catalog reconciled with the files in %s: %d row(s) added, %d updated; %d row(s) whose files were lost "
+            "(%s); unknown files: %s; files naming a ticket stored under another name: %s",
             directory,
             len(report.rows_added),
             len(report.rows_updated),
-            len(report.rows_removed),
+            len(report.files_lost),
             ", ".join(f"{lost.system}:{lost.ticket_id}" for lost in report.files_lost[:5]) or "none",
             ", ".join(report.unknown_files[:5]) or "none",
             ", ".join(report.claimed_files[:5]) or "none",
@@ -180,7 +178,36 @@ def _renamed_since(paths: tuple[Path, ...], written_at: str) -> bool:
 def startup_check(persistence: PersistenceService, older_than: float = ORPHAN_AGE_SECONDS) -> ReconcileReport:
     """What a worker runs when it starts: sweep old temp files, then reconcile the catalog.
 
-    The report's `files_lost` are tickets the store no longer holds: the caller must have them fetched again.
+    The report's `files_lost` are tickets whose files the store no longer holds: the caller must have them
+    fetched again, then `drop_lost` their rows.
     """
     remove_orphaned_temp_files(persistence.tickets_dir, older_than)
     return reconcile(persistence)
+
+
+def drop_lost(persistence: PersistenceService, lost: Iterable[LostTicket]) -> list[LostTicket]:
+    """Drop the rows of lost tickets whose content file is still gone, each with a REMOVED entry; returns them.
+
+    Called once their re-fetch is submitted, so a kill before leaves the rows for the next start to report.
+    The feed says what the store holds: the copy is gone until the re-fetch records WRITTEN (or, if the
+    ticket is gone upstream too, for good). A re-fetch that already wrote the files (another worker, under
+    the same write lock) keeps its row.
+    """
+    dropped = []
+    with persistence.catalog.write() as conn:
+        for ticket in lost:
+            row = conn.execute(
+                "SELECT hash FROM tickets WHERE source = ? AND ticket_id = ?", (ticket.system, ticket.ticket_id)
+            ).fetchone()
+            if row is None or persistence.content_path(row["hash"]).exists():
+                continue
+            conn.execute("DELETE FROM tickets WHERE hash = ?", (row["hash"],))
+            record_change(conn, ticket.system, ticket.ticket_id, row["hash"], ChangeKind.REMOVED)
+            dropped.append(ticket)
+    if dropped:
+        log.warning(
+            "dropped %d catalog row(s) whose files were lost, their re-fetch submitted: %s",
+            len(dropped),
+            ", ".join(f"{t.system}:{t.ticket_id}" for t in dropped[:5]),
+        )
+    return dropped

@@ -14,7 +14,7 @@ import pytest
 from data_manager.collectors import catalog as catalog_module
 from data_manager.collectors.catalog import SCHEMA_VERSION
 from data_manager.collectors.changes import Change, ChangeKind
-from data_manager.collectors.housekeeping import reconcile
+from data_manager.collectors.housekeeping import drop_lost, reconcile
 from data_manager.collectors.persistence import PersistenceService, UpsertOutcome
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.test_persistence_crashes import HASH, resource, run_killed
@@ -141,11 +141,9 @@ def test_the_startup_reconcile_gives_repaired_rows_their_entries(store: Persiste
     store.content_path("memory_T2").unlink()
     store.content_path("memory_T4").write_text(ticket("T4", "new").get_content())
     report = reconcile(store)
-    assert (report.rows_updated, report.rows_removed, report.rows_added) == (
-        ["memory_T1"],
-        ["memory_T2"],
-        ["memory_T4"],
-    )
+    assert (report.rows_updated, report.rows_added) == (["memory_T1"], ["memory_T4"])
+    assert sorted(kinds(store, after=seq)) == [("T1", W), ("T4", W)]  # T2's row stays until its re-fetch is submitted
+    assert drop_lost(store, report.files_lost) == [("memory", "T2")]
     assert sorted(kinds(store, after=seq)) == [("T1", W), ("T2", R), ("T4", W)]
     assert reconcile(store).changed == 0 and store.last_change_seq() == seq + 3  # nothing more to repair
 

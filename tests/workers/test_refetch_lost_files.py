@@ -2,12 +2,15 @@
 
 The worker's real start-up path (`run_worker`, in-process, burst, on the live queue only) must leave a sync job
 on the bulk queue for each such ticket; draining it brings the files, the row and a WRITTEN feed entry back.
-A row of a system no longer configured is logged and left, and the worker still starts.
+A row of a system no longer configured is logged and left, and the worker still starts. A start killed while
+it submits (Redis away, the worker restarted meanwhile) must leave the next start able to submit them again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from data_manager.collectors.tickets.memory_backend import FileBackedBackend
 from data_manager.collectors.tickets.model import TicketData
 from data_manager.collectors.tickets.ticket_resource import TicketResource
 from data_manager.config import load_config
+from service.coalesce import Coalescer
 from service.runtime import Runtime
 from tests.pipeline_support.configs import write_config
 from tests.workers.test_jobs_and_recovery import work
@@ -85,6 +89,40 @@ def test_a_ticket_whose_files_were_lost_is_fetched_again_at_start(runtime: Runti
         (lost, ChangeKind.WRITTEN),
     ]
     assert bulk_jobs(runtime) == []
+
+
+def test_a_start_killed_before_submitting_leaves_the_next_start_to_fetch_it(runtime: Runtime, tmp_path: Path) -> None:
+    upstream = FileBackedBackend(tmp_path / "upstream.json")
+    lost = upstream.create(TicketData(title="lost"))
+    runtime.coalescer.submit("memory", lost)
+    work(runtime)
+    store = store_of(runtime)
+    lose_files(store, "memory", lost)
+    seq = store.last_change_seq()
+
+    pid = os.fork()
+    if pid == 0:  # the worker's start-up path, killed as it submits (as when it waits for Redis and is restarted)
+        try:
+            Coalescer.submit = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # type: ignore[assignment,method-assign,misc,return-value]
+            start_worker(runtime)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL  # killed at the submission
+    assert bulk_jobs(runtime) == []
+
+    start_worker(runtime)  # the next start, Redis back
+
+    assert bulk_jobs(runtime) == [("memory", lost)]
+    work(runtime)
+    ticket = store.get("memory", lost)
+    assert ticket is not None and "Title: lost" in ticket.content
+    [entry] = [e for e in store.list_entries("memory") if e.ticket_id == lost]
+    assert store.content_path(entry.hash).exists() and store.metadata_path(entry.hash).exists()
+    assert [(c.ticket_id, c.kind) for c in store.changes(after=seq)] == [
+        (lost, ChangeKind.REMOVED),
+        (lost, ChangeKind.WRITTEN),
+    ]
 
 
 def test_a_lost_ticket_of_a_system_no_longer_configured_is_logged_and_left(
