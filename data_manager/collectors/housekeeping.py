@@ -32,14 +32,14 @@ from typing import NamedTuple
 from data_manager.collectors.adoption import Adoption, adopt
 from data_manager.collectors.catalog import record_change
 from data_manager.collectors.changes import ChangeKind
+from data_manager.collectors.file_names import CONTENT_SUFFIX
 from data_manager.collectors.persistence import PersistenceError, PersistenceService
+from data_manager.collectors.staging import TEMP_SUFFIX
 from data_manager.collectors.trash_repair import TrashRepair
 from data_manager.collectors.trash_repair import repair as repair_trash
 
 log = logging.getLogger("tickets.housekeeping")
-TEMP_SUFFIX = ".tmp"
 ORPHAN_AGE_SECONDS = 300.0
-CONTENT_SUFFIX = ".txt"
 RENAME_CLOCK_SLACK_SECONDS = 1.0  # see `_renamed_since`
 
 
@@ -206,7 +206,7 @@ def drop_lost(persistence: PersistenceService, lost: Iterable[LostTicket]) -> li
             dropped.append(ticket)
     if dropped:
         log.warning(
-            "dropped %d catalog row(s) whose files were lost, their re-fetch submitted: %s",
+            "dropped %d catalog row(s) whose files were lost (re-fetched unless their system is not configured): %s",
             len(dropped),
             ", ".join(f"{t.system}:{t.ticket_id}" for t in dropped[:5]),
         )

@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -30,9 +31,9 @@ import yaml
 from data_manager.collectors.adoption import Adoption, adopt
 from data_manager.collectors.catalog import Catalog, CatalogEntry, change_from_row, entry_from_row, record_change
 from data_manager.collectors.changes import Change, ChangeKind
+from data_manager.collectors.file_names import CONTENT_SUFFIX, META_SUFFIX
 from data_manager.collectors.metadata_form import canonical_metadata as canonical_metadata
 from data_manager.collectors.metadata_form import metadata_digest_of as metadata_digest_of
-from data_manager.collectors.metadata_form import parse_metadata as _parse_metadata  # noqa: F401
 from data_manager.collectors.metadata_yaml import render_yaml
 from data_manager.collectors.resource_base import BaseResource, ResourceMetadata
 from data_manager.collectors.staging import (
@@ -53,7 +54,6 @@ from data_manager.collectors.trash_repair import trash_name
 TICKETS_DIR = "tickets"
 TRASH_DIR = "trash"
 CATALOG_FILE = "catalog.sqlite3"
-META_SUFFIX = ".meta.yaml"
 CHANGE_POLL_SECONDS = 0.1  # how often `wait_for_changes` looks at the catalog
 
 
@@ -161,22 +161,6 @@ def atomic_write(path: Path, text: str, *, fsync: bool = True) -> None:
         staged.discard()
 
 
-class _suppress_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, FileNotFoundError)
-
-
-class _suppress_os_error:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is not None and issubclass(exc_type, OSError)
-
-
 @dataclass
 class _Staged:
     """Fsynced files waiting to be published; whatever is not published is discarded."""
@@ -219,7 +203,7 @@ class _Prepared:
         return self._meta_text
 
     def describe(self) -> str:
-        return f"{self.snapshot.source}:{self.snapshot.ticket_id} as {self.hash}.txt"
+        return f"{self.snapshot.source}:{self.snapshot.ticket_id} as {self.hash}{CONTENT_SUFFIX}"
 
     def row(self) -> dict[str, Any]:
         """Its catalog row once written."""
@@ -250,7 +234,7 @@ def _prepare(resource: TicketResource, updated_at: datetime | str | None) -> _Pr
     return _Prepared(resource.get_hash(), content, metadata, when, snapshot)
 
 
-STAGE_THREADS = 8  # concurrent file creations and fsyncs share the journal's commits: ~10x cheaper than in turn
+STAGE_THREADS = 8  # concurrent fsyncs are written back together: ~10x cheaper than in turn
 
 
 def _differs(path: Path, text: str) -> bool:
@@ -342,10 +326,10 @@ class PersistenceService:
 
     # -- the service's API -------------------------------------------------------------------------
     def content_path(self, hash_: str) -> Path:
-        return self.tickets_dir / f"{hash_}.txt"
+        return self.tickets_dir / f"{hash_}{CONTENT_SUFFIX}"
 
     def metadata_path(self, hash_: str) -> Path:
-        return self.tickets_dir / f"{hash_}.txt{META_SUFFIX}"
+        return self.tickets_dir / f"{hash_}{CONTENT_SUFFIX}{META_SUFFIX}"
 
     def upsert(self, resource: TicketResource, *, updated_at: datetime | str | None = None) -> UpsertOutcome:
         """Store the resource unless an identical or newer copy is already stored.
@@ -507,7 +491,8 @@ class PersistenceService:
                 f"resource {snapshot.source}:{snapshot.ticket_id} maps to {self.content_path(hash_)}, which already "
                 f"holds {row['source']}:{row['ticket_id']}; refusing to overwrite"
             )
-        if not staged and not self.content_path(hash_).exists():
+        content_present = self.content_path(hash_).exists()
+        if not staged and not content_present:
             return None
         if (
             snapshot.updated_ts is not None
@@ -518,7 +503,7 @@ class PersistenceService:
         if (
             row["content_digest"] == snapshot.content_digest
             and row["metadata_digest"] == snapshot.metadata_digest
-            and self.content_path(hash_).exists()
+            and content_present
             and (not snapshot.has_metadata or self.metadata_path(hash_).exists())
         ):
             return UpsertOutcome.UNCHANGED
@@ -704,7 +689,7 @@ class PersistenceService:
                 conn.execute("UPDATE removals SET in_trash = 0, purged_at = ? WHERE id = ?", (_now(), row["id"]))
         for row in rows:
             for path in (self.content_path(row["hash"]), self.metadata_path(row["hash"])):
-                with _suppress_missing():
+                with suppress(FileNotFoundError):
                     self._trash_path(path, row["id"]).unlink()
         return len(rows)
 

@@ -46,10 +46,6 @@ class StagedFile:
     def __repr__(self) -> str:
         return f"StagedFile({str(self.path)!r}, {'unnamed' if self._fd is not None else 'named'})"
 
-    @property
-    def pending(self) -> bool:
-        return self._fd is not None or self._temp_name is not None
-
     def publish(self, directory_fd: int | None = None) -> None:
         """Make the staged bytes visible at `path`, atomically replacing any file there.
 
@@ -61,7 +57,7 @@ class StagedFile:
             return
         if self._fd is None:
             raise ValueError(f"{self!r} was already published or discarded")
-        with _directory(self.path.parent, directory_fd) as dir_fd:
+        with open_directory(self.path.parent, directory_fd) as dir_fd:
             try:
                 _link(self._fd, self.path.name, dir_fd)
             except FileExistsError:
@@ -155,7 +151,7 @@ def sync_file_system(directory: Path) -> None:
     """
     if _syncfs is None:
         raise OSError(errno.ENOSYS, "syncfs is not available here")
-    with _directory(directory, None) as fd:
+    with open_directory(directory) as fd:
         if _syncfs(fd) != 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), os.fspath(directory))
@@ -184,7 +180,7 @@ def _probe(directory: Path) -> bool | None:
     except OSError as exc:
         return None if exc.errno in (errno.ENOENT, errno.EACCES, errno.EROFS, errno.ENOSPC) else False
     try:
-        with _directory(directory, None) as dir_fd:
+        with open_directory(directory) as dir_fd:
             name = f".probe.{secrets.token_hex(4)}{TEMP_SUFFIX}"
             _link(fd, name, dir_fd)
             os.unlink(name, dir_fd=dir_fd)
@@ -217,7 +213,8 @@ def _link(fd: int, name: str, dir_fd: int) -> None:
 
 
 @contextmanager
-def _directory(directory: Path, dir_fd: int | None) -> Iterator[int]:
+def open_directory(directory: Path, dir_fd: int | None = None) -> Iterator[int]:
+    """An open descriptor of `directory` (for a batch of `publish` calls), or `dir_fd` when one is given."""
     if dir_fd is not None:
         yield dir_fd
         return
@@ -226,10 +223,3 @@ def _directory(directory: Path, dir_fd: int | None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-@contextmanager
-def open_directory(directory: Path) -> Iterator[int]:
-    """An open descriptor of `directory` for a batch of `publish` calls."""
-    with _directory(directory, None) as fd:
-        yield fd

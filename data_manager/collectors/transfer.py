@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
+from data_manager.collectors.file_names import CONTENT_SUFFIX, META_SUFFIX
 from data_manager.collectors.persistence import (
-    META_SUFFIX,
     TICKETS_DIR,
     PersistenceError,
     StoreUnavailable,
@@ -38,7 +38,6 @@ from data_manager.collectors.tickets.ticket_resource import TicketResource, reso
 
 IMPORT_BATCH = 100
 _YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 10x cheaper
-CONTENT_SUFFIX = ".txt"
 _IDENTITY_KEYS = ("ticket_id", "source_type", "created_at")  # TicketResource puts these into extra itself
 
 

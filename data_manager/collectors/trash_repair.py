@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_manager.collectors.adoption import read_files
+from data_manager.collectors.file_names import CONTENT_SUFFIX, META_SUFFIX
 
-CONTENT_SUFFIX = ".txt"
-META_SUFFIX = ".meta.yaml"
 UNCLAIMED_SUFFIX = ".unclaimed"
 
 

@@ -14,8 +14,8 @@ import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from data_manager.collectors import persistence as persistence_module
 from data_manager.collectors import staging
+from data_manager.collectors.metadata_form import parse_metadata
 from data_manager.collectors.persistence import PersistenceService, UpsertOutcome, canonical_metadata
 from data_manager.collectors.tickets import TicketResource
 from tests.persistence.contract.support import newest_minutes, race_rounds
@@ -44,7 +44,7 @@ def assert_catalog_agrees_with_files(store: PersistenceService) -> None:
         stored = store.get_by_hash(entry.hash)
         assert stored is not None
         assert entry.content_digest == _digest(stored.content)
-        metadata = persistence_module._parse_metadata(store.metadata_path(entry.hash).read_text())
+        metadata = parse_metadata(store.metadata_path(entry.hash).read_text())
         assert entry.metadata_digest == _digest(canonical_metadata(metadata))
 
 
